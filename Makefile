@@ -1,0 +1,37 @@
+# Set-up: `make serve` (venv + serving deps + server on :8000) and `make test` (venv + all deps + tests).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 0.0.0.0
+PORT ?= 8000
+
+.PHONY: serve test lint venv-serve venv-dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[train,dev]'
+	touch $@ $(VENV)/.serve-installed
+
+venv-serve: $(VENV)/.serve-installed
+venv-dev: $(VENV)/.dev-installed
+
+serve: venv-serve
+	$(BIN)/fstcn serve --host $(HOST) --port $(PORT)
+
+test: venv-dev lint
+	$(BIN)/python -m pytest -q
+
+lint: venv-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy service
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

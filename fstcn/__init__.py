@@ -1,0 +1,1 @@
+"""The `fstcn` command line: one console script over the training package and the service."""

@@ -1,0 +1,1 @@
+"""One module per `fstcn` subcommand; each exposes `command` (see fstcn/cli.py)."""
