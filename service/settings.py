@@ -1,0 +1,160 @@
+"""Service configuration: every `FSTCN_*` environment variable, validated once at start (SPEC 6).
+
+`Settings` is a pydantic-settings model; `get_settings()` is the cached FastAPI dependency that tests
+override (`app.dependency_overrides[get_settings] = ...`) or bypass by passing `Settings` to
+`create_app`. Validation errors surface as `SettingsError` with one readable line per bad variable, so
+`fstcn serve` can exit non-zero with a clear message instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "FSTCN_"
+# The shipped default model (SPEC 7): models/ at the repository root, beside the installed packages.
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "fstcn-small.onnx"
+
+# Short provider names accepted in FSTCN_PROVIDERS, in the order `auto` tries them.
+PROVIDER_NAMES: dict[str, str] = {
+    "tensorrt": "TensorrtExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+}
+
+
+class SettingsError(ValueError):
+    """Invalid configuration; the message names each bad `FSTCN_*` variable."""
+
+
+class Settings(BaseSettings):
+    """All service settings. Each field is read from `FSTCN_<FIELD NAME IN UPPER CASE>`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        extra="ignore",
+        protected_namespaces=(),  # `model_path` is a field, not pydantic's model_* namespace
+        validate_default=True,
+    )
+
+    # Model and execution
+    model_path: Path = Field(DEFAULT_MODEL_PATH, description="ONNX model exported by `fstcn export`.")
+    providers: str = Field(
+        "auto",
+        description="`auto` (TensorRT, then CUDA, when they really load; else CPU) or a comma list of "
+        "tensorrt, cuda, cpu.",
+    )
+    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = one per core.")
+    decode_threads: int = Field(0, ge=0, description="FFmpeg decoder threads; 0 = FFmpeg's choice.")
+    trt_cache_dir: Path | None = Field(
+        None, description="TensorRT engine cache folder (default: ~/.cache/fstcn/tensorrt)."
+    )
+
+    # Input limits (SPEC 4: video_too_large)
+    max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1, description="Largest accepted upload.")
+    max_duration_s: float = Field(600.0, gt=0, description="Longest accepted video, seconds.")
+    max_frames: int = Field(100_000, ge=2, description="Most frames a video may declare or decode.")
+    max_pixels: int = Field(3840 * 2160, ge=1, description="Largest width x height.")
+
+    # Admission control
+    max_concurrent_inferences: int = Field(
+        2, ge=1, description="Predictions (decode + inference) processed at once."
+    )
+    queue_size: int = Field(16, ge=0, description="Predictions waiting for a slot; beyond: 503 overloaded.")
+    request_timeout_s: float = Field(60.0, gt=0, description="Per-request limit, upload included; 504.")
+    retry_after_s: int = Field(1, ge=1, description="Retry-After header of 503 responses.")
+
+    # Cross-request dynamic batching (off by default: on CPU it did not help, see docs/serving.md)
+    batching: bool = Field(False, description="Batch concurrent requests into one ONNX Runtime run.")
+    batch_max_size: int = Field(8, ge=1, description="Most requests per batch.")
+    batch_max_delay_ms: float = Field(5.0, ge=0, description="Longest wait for a batch to fill, ms.")
+
+    # Security
+    api_key: SecretStr | None = Field(
+        None, description="When set, /predict and /v1/model require `Authorization: Bearer <key>`."
+    )
+    metrics_require_key: bool = Field(False, description="Whether /metrics needs the API key too.")
+
+    # Logging
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("providers")
+    @classmethod
+    def _check_providers(cls, value: str) -> str:
+        names = [name.strip().lower() for name in value.split(",") if name.strip()]
+        if names == ["auto"]:
+            return "auto"
+        unknown = [name for name in names if name not in PROVIDER_NAMES]
+        if not names or unknown:
+            allowed = ", ".join(["auto", *PROVIDER_NAMES])
+            raise ValueError(f"unknown provider(s) {unknown or value!r}; use {allowed} (comma-separated)")
+        return ",".join(names)
+
+    @field_validator("api_key")
+    @classmethod
+    def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value():
+            return None
+        return value
+
+    @model_validator(mode="after")
+    def _check_model_file(self) -> Settings:
+        if self.model_path.exists() and not self.model_path.is_file():
+            raise ValueError(f"model_path {self.model_path} is not a file")
+        return self
+
+    @property
+    def provider_list(self) -> list[str] | None:
+        """ONNX Runtime provider names in order, or None for `auto`."""
+        if self.providers == "auto":
+            return None
+        return [PROVIDER_NAMES[name] for name in self.providers.split(",")]
+
+    @property
+    def batch_max_delay_s(self) -> float:
+        return self.batch_max_delay_ms / 1000.0
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (and `overrides`), or `SettingsError` with a readable message."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsError(format_validation_error(error)) from None
+
+
+def format_validation_error(error: ValidationError) -> str:
+    lines = ["invalid settings:"]
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "settings"
+        env = f"{ENV_PREFIX}{field.upper()}" if field != "settings" else "settings"
+        given = item.get("input")
+        shown = "" if isinstance(given, dict) or field == "api_key" else f" (got {given!r})"
+        lines.append(f"  {env}: {item['msg']}{shown}")
+    return "\n".join(lines)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (cached). A FastAPI dependency; tests override it."""
+    return load_settings()
+
+
+def env_snapshot() -> dict[str, str]:
+    """The FSTCN_* variables currently set (API key redacted), for a start-up log line."""
+    return {
+        key: ("***" if key == f"{ENV_PREFIX}API_KEY" else value)
+        for key, value in sorted(os.environ.items())
+        if key.startswith(ENV_PREFIX)
+    }
