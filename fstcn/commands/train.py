@@ -1,0 +1,154 @@
+"""`fstcn train`: train an FstCN (stage 1 then stage 2) on UCF101, HMDB51 or labelled folders.
+
+Runs as one process or under torchrun (one process per GPU or CPU share):
+`torchrun --standalone --nproc_per_node=2 -m fstcn.cli train ...`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def command(
+    data: Annotated[Path, typer.Option("--data", help="Dataset root.")],
+    out: Annotated[Path, typer.Option("--out", help="Run folder: last.pt, best.pt, log.jsonl, frame cache.")],
+    dataset_kind: Annotated[
+        str, typer.Option("--dataset-kind", help="auto | ucf101 | hmdb51 | folder.")
+    ] = "auto",
+    split: Annotated[int, typer.Option("--split", help="Official split number (UCF101/HMDB51: 1..3).")] = 1,
+    splits_dir: Annotated[
+        Path | None, typer.Option("--splits-dir", help="Folder with the split files (UCF101/HMDB51).")
+    ] = None,
+    test_root: Annotated[
+        Path | None, typer.Option("--test-root", help="Folder layout: separate root of test videos.")
+    ] = None,
+    holdout: Annotated[
+        float, typer.Option("--holdout", help="Folder layout without --test-root: test fraction per class.")
+    ] = 0.2,
+    preset: Annotated[str, typer.Option("--preset", help="Network preset: paper | small | tiny.")] = "small",
+    paths: Annotated[
+        str, typer.Option("--paths", help="both | spatial | temporal (the paper's control experiment).")
+    ] = "both",
+    epochs_stage1: Annotated[
+        int, typer.Option("--epochs-stage1", help="Epochs of stage 1 (lower SCL + auxiliary classifier).")
+    ] = 4,
+    epochs_stage2: Annotated[
+        int, typer.Option("--epochs-stage2", help="Epochs of stage 2 (whole network).")
+    ] = 12,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Samples per step and process.")] = 32,
+    optimizer: Annotated[str, typer.Option("--optimizer", help="adamw | sgd (Nesterov momentum).")] = "adamw",
+    lr: Annotated[
+        float, typer.Option("--lr", help="Peak learning rate (stage 1; stage 2 too by default).")
+    ] = 2e-3,
+    lr_stage2: Annotated[
+        float | None, typer.Option("--lr-stage2", help="Peak learning rate of stage 2.")
+    ] = None,
+    weight_decay: Annotated[float, typer.Option("--weight-decay", help="On conv/FC weights only.")] = 0.05,
+    schedule: Annotated[
+        str, typer.Option("--schedule", help="cosine | step (/10 at 50% and 75%), after a linear warm-up.")
+    ] = "cosine",
+    warmup_epochs: Annotated[float, typer.Option("--warmup-epochs", help="Linear warm-up per stage.")] = 0.5,
+    label_smoothing: Annotated[
+        float, typer.Option("--label-smoothing", help="Cross-entropy smoothing.")
+    ] = 0.1,
+    aux_weight: Annotated[
+        float, typer.Option("--aux-weight", help="Weight of the auxiliary frame loss in stage 2 (0: off).")
+    ] = 0.1,
+    scale_min: Annotated[
+        float, typer.Option("--scale-min", help="Random crop side, as a fraction of the short side: min.")
+    ] = 0.8,
+    flip: Annotated[bool, typer.Option("--flip/--no-flip", help="Random horizontal flips.")] = True,
+    val_fraction: Annotated[
+        float, typer.Option("--val-fraction", help="Seeded per-class hold-out of the training videos.")
+    ] = 0.1,
+    val_on_test: Annotated[
+        bool, typer.Option("--val-on-test", help="Validate (best.pt) on the test list instead.")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation, order and augmentation.")] = 0,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue exactly from OUT/last.pt.")] = False,
+    device: Annotated[str, typer.Option("--device", help="cpu | cuda.")] = "cpu",
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="Torch threads per process (default: cores / processes).")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", help="DataLoader worker processes per process.")] = 0,
+    decode_workers: Annotated[
+        int, typer.Option("--decode-workers", help="Processes decoding videos into the frame cache.")
+    ] = 1,
+    cache_dir: Annotated[
+        Path | None, typer.Option("--cache-dir", help="Frame cache (default OUT/frame-cache; shareable).")
+    ] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option("--max-minutes", help="Stop (and save last.pt) after this wall time.")
+    ] = None,
+    max_videos_per_class: Annotated[
+        int | None, typer.Option("--max-videos-per-class", help="Train on a seeded subset (quick runs).")
+    ] = None,
+    amp: Annotated[bool, typer.Option("--amp", help="bfloat16 autocast (CUDA).")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars.")] = True,
+) -> None:
+    """Train FstCN: stage 1 (lower SCL + auxiliary frame classifier), then stage 2 (the whole network on
+    clip pairs). Writes OUT/last.pt every epoch, OUT/best.pt by validation accuracy and OUT/log.jsonl;
+    --resume continues exactly. Under torchrun it trains with DistributedDataParallel."""
+    import logging
+    import os
+
+    from rich.console import Console
+
+    from model.train import TrainConfig, train
+
+    console = Console()
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(
+        level=logging.INFO if rank == 0 else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        config = TrainConfig(
+            data=str(data),
+            out=str(out),
+            dataset_kind=dataset_kind,
+            split=split,
+            splits_dir=str(splits_dir) if splits_dir is not None else None,
+            test_root=str(test_root) if test_root is not None else None,
+            holdout=holdout,
+            preset=preset,
+            paths=paths,
+            epochs_stage1=epochs_stage1,
+            epochs_stage2=epochs_stage2,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            lr=lr,
+            lr_stage2=lr_stage2,
+            weight_decay=weight_decay,
+            schedule=schedule,
+            warmup_epochs=warmup_epochs,
+            label_smoothing=label_smoothing,
+            aux_weight=aux_weight,
+            scale_min=scale_min,
+            flip=flip,
+            val_fraction=val_fraction,
+            val_on_test=val_on_test,
+            seed=seed,
+            resume=resume,
+            device=device,
+            threads=threads,
+            workers=workers,
+            decode_workers=decode_workers,
+            cache_dir=str(cache_dir) if cache_dir is not None else None,
+            max_minutes=max_minutes,
+            max_videos_per_class=max_videos_per_class,
+            amp=amp,
+            progress=progress,
+        )
+        result = train(config)
+    except (ValueError, FileNotFoundError) as error:
+        console.print(f"[red]error:[/] {error}")
+        raise typer.Exit(code=2) from error
+    if rank != 0:
+        return
+    state = "finished" if result.completed else "stopped by --max-minutes (resume with --resume)"
+    best = f", best validation accuracy {result.best_val_accuracy:.3f}" if result.best_val_accuracy else ""
+    console.print(f"[bold]{state}[/]: stage {result.stage} epoch {result.epoch}{best}; checkpoints in {out}")

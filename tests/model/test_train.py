@@ -1,0 +1,334 @@
+"""`fstcn train` on a tiny generated dataset: checkpoints and log, exact resume, DDP on two CPU ranks,
+and the augmentation path (through `model.clips`) and the frame cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.augment import AugmentConfig, random_square, training_frame, training_pair, validation_pairs
+from model.clips import network_inputs
+from model.frame_cache import build_frame_cache
+from model.meta import ModelMeta, SamplingParams
+from model.train import TrainConfig, VideoItem, learning_rate, split_holdout, train
+from tests.videos import write_video
+
+REPO = Path(__file__).resolve().parents[2]
+CLASSES = ("left", "right")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder layout: 2 classes x 3 short videos (train) and a separate 1-per-class test root."""
+    root = tmp_path_factory.mktemp("tiny_dataset")
+    for subset, count in (("train", 3), ("test", 1)):
+        for label, name in enumerate(CLASSES):
+            folder = root / subset / name
+            folder.mkdir(parents=True)
+            for index in range(count):
+                fps = (25, 30, 15)[index % 3]
+                write_video(folder / f"v{index}.mp4", fps=fps, seconds=1.2, width=64 + 16 * label, height=48)
+    return root
+
+
+def _config(dataset: Path, out: Path, **overrides: object) -> TrainConfig:
+    values: dict[str, object] = {
+        "data": str(dataset / "train"),
+        "test_root": str(dataset / "test"),
+        "dataset_kind": "folder",
+        "out": str(out),
+        "preset": "tiny",
+        "epochs_stage1": 1,
+        "epochs_stage2": 2,
+        "batch_size": 2,
+        "val_fraction": 0.34,  # 1 of 3 videos per class: 4 training videos, 2 steps per epoch
+        "threads": 1,
+        "progress": False,
+        "seed": 7,
+        "cache_dir": str(dataset / "cache"),
+    }
+    values.update(overrides)
+    return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+def _log(out: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def _state(out: Path, name: str = "last.pt") -> dict[str, torch.Tensor]:
+    from model.checkpoint import load_checkpoint
+
+    return load_checkpoint(out / name)["state_dict"]  # type: ignore[no-any-return]
+
+
+def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_single_process_run_writes_checkpoints_and_log(tiny_dataset: Path, tmp_path: Path) -> None:
+    from model.checkpoint import load_checkpoint
+
+    result = train(_config(tiny_dataset, tmp_path / "run"))
+    out = tmp_path / "run"
+    assert result.completed and (result.stage, result.epoch) == (2, 2)
+    epochs = [record for record in _log(out) if record["event"] == "epoch"]
+    assert [(r["stage"], r["epoch"]) for r in epochs] == [(1, 1), (2, 1), (2, 2)]
+    for record in epochs:
+        assert record["steps"] == 2 and record["samples"] == 4
+        assert np.isfinite(record["loss"]) and 0.0 <= record["accuracy"] <= 1.0
+        assert 0.0 <= record["val_accuracy"] <= 1.0
+    end = _log(out)[-1]
+    assert end["event"] == "end" and end["completed"] is True and end["ranks_in_sync"] is True
+    checkpoint = load_checkpoint(out / "last.pt")
+    assert checkpoint["labels"] == list(CLASSES)
+    assert checkpoint["epoch"] == 3
+    assert checkpoint["extra"]["progress"] == {"stage": 2, "epochs_done": 2, "step": 0}
+    meta = ModelMeta.from_json(checkpoint["extra"]["meta"])
+    assert (meta.crop_size, meta.resize_short, meta.labels) == (32, 40, CLASSES)
+    assert checkpoint["optimizer"] is not None
+    assert (out / "best.pt").exists()
+    # the stage-1 epoch trained the lower SCL and the auxiliary head only: the weights moved
+    assert not torch.equal(checkpoint["state_dict"]["aux_classifier.3.weight"], torch.zeros(1))
+
+
+@pytest.mark.parametrize("stop_after_steps", [2 + 2, 2 + 1], ids=["epoch_boundary", "mid_epoch"])
+def test_resume_continues_exactly(tiny_dataset: Path, tmp_path: Path, stop_after_steps: int) -> None:
+    whole = train(_config(tiny_dataset, tmp_path / "whole"))
+    assert whole.completed
+    stopped = train(_config(tiny_dataset, tmp_path / "split", stop_after_steps=stop_after_steps))
+    assert not stopped.completed
+    log = _log(tmp_path / "split")
+    assert log[-1]["completed"] is False
+    resumed = train(_config(tiny_dataset, tmp_path / "split", resume=True))
+    assert resumed.completed
+    _assert_same_weights(_state(tmp_path / "whole"), _state(tmp_path / "split"))
+    epochs = [r for r in _log(tmp_path / "split") if r["event"] == "epoch" and not r.get("partial")]
+    assert [(r["stage"], r["epoch"]) for r in epochs] == [(1, 1), (2, 1), (2, 2)]
+
+
+def test_resume_without_checkpoint_fails(tiny_dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="last.pt"):
+        train(_config(tiny_dataset, tmp_path / "none", resume=True))
+
+
+def test_spatial_only_training_checkpoints_its_paths(tiny_dataset: Path, tmp_path: Path) -> None:
+    from model.checkpoint import load_checkpoint
+
+    train(_config(tiny_dataset, tmp_path / "spatial", paths="spatial", epochs_stage2=1))
+    checkpoint = load_checkpoint(tmp_path / "spatial" / "last.pt")
+    assert checkpoint["config"]["paths"] == "spatial"
+    assert not any(name.startswith("temporal.") for name in checkpoint["state_dict"])
+
+
+def test_ddp_two_cpu_ranks_end_with_identical_weights(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "fstcn.cli",
+        "train",
+        "--data",
+        str(tiny_dataset / "train"),
+        "--test-root",
+        str(tiny_dataset / "test"),
+        "--dataset-kind",
+        "folder",
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--epochs-stage1",
+        "1",
+        "--epochs-stage2",
+        "1",
+        "--batch-size",
+        "1",
+        "--val-fraction",
+        "0.34",
+        "--threads",
+        "1",
+        "--seed",
+        "3",
+        "--cache-dir",
+        str(tmp_path / "ddp-cache"),
+        "--no-progress",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    log = _log(out)
+    epochs = [r for r in log if r["event"] == "epoch"]
+    # 4 training videos over 2 ranks at batch 1: 2 steps per rank, 4 samples per epoch in all
+    assert [(r["stage"], r["steps"], r["samples"]) for r in epochs] == [(1, 2, 4), (2, 2, 4)]
+    end = log[-1]
+    assert len(end["weight_digests"]) == 2 and end["ranks_in_sync"] is True
+    # the cache was built once (by rank 0) and holds one entry per video
+    assert len(list((tmp_path / "ddp-cache").glob("*.times.npy"))) == 6
+
+
+# ---- pieces ----------------------------------------------------------------------------------------
+
+
+def test_holdout_split_is_seeded_per_class_and_keeps_a_training_video() -> None:
+    items = [VideoItem(f"v{i}", i % 3) for i in range(30)]
+    train_a, val_a = split_holdout(items, 0.2, seed=1)
+    train_b, val_b = split_holdout(items, 0.2, seed=1)
+    assert (train_a, val_a) == (train_b, val_b)
+    assert sorted(train_a + val_a) == list(range(30))
+    assert [sum(items[i].label == c for i in val_a) for c in range(3)] == [2, 2, 2]
+    assert split_holdout(items, 0.2, seed=2)[1] != val_a
+    single = [VideoItem("a", 0), VideoItem("b", 1)]
+    assert split_holdout(single, 0.5, seed=0) == ([0, 1], [])
+
+
+def test_learning_rate_warms_up_then_decays() -> None:
+    lrs = [learning_rate(step, 100, 1.0, 10, "cosine") for step in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:], strict=False))
+    assert lrs[-1] < 0.01
+    steps = [learning_rate(step, 100, 1.0, 0, "step") for step in (0, 49, 50, 75, 99)]
+    assert steps == pytest.approx([1.0, 1.0, 0.1, 0.01, 0.01])
+
+
+def _meta(crop: int = 16, short: int = 20) -> ModelMeta:
+    sampling = SamplingParams(clip_length=3, stride=2, diff_offset=3, num_clips=2)
+    return ModelMeta(
+        name="t",
+        version="0",
+        preset="tiny",
+        labels=("a", "b"),
+        sampling=sampling,
+        resize_short=short,
+        crop_size=crop,
+    )
+
+
+def _frames(count: int = 20, height: int = 20, width: int = 28) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, size=(count, height, width, 3), dtype=np.uint8)
+    return frames, np.arange(count) / 25.0
+
+
+def test_unscaled_unflipped_training_pair_equals_the_serving_inputs() -> None:
+    """With scale 1 and no flip/jitter the training sample is a crop of exactly what serving computes."""
+    frames, times = _frames(height=16, width=16)
+    meta = _meta(crop=16, short=16)
+    config = AugmentConfig(scale_min=1.0, scale_max=1.0, flip=False, temporal_jitter=False)
+    appearance, motion = training_pair(frames, times, meta, np.random.default_rng(0), config)
+    assert appearance.shape == (3, 16, 16) and motion.shape == (3, 3, 16, 16)
+    # serving computes the same clip (the middle one when the video is 1 span long: t0 = latest / 2)
+    from model.clips import ClipPlan, clip_pair_times, gather_clip_pairs
+
+    start = max(0.0, times[-1] - meta.sampling.span_s) / 2
+    clip_times, diff_times = clip_pair_times(start, meta.sampling)
+    plan = ClipPlan(np.array([start]), clip_times[None], diff_times[None])
+    for position in range(3):
+        app, mot = gather_clip_pairs(frames, times, plan, position)
+        served_app, served_mot = network_inputs(app, mot, meta, num_crops=1)
+        if np.array_equal(served_app[0], appearance.numpy()):
+            np.testing.assert_array_equal(served_mot[0], motion.numpy())
+            break
+    else:
+        pytest.fail("the training appearance frame is none of the clip's frames")
+
+
+def test_training_samples_are_augmented_and_normalised_like_serving() -> None:
+    frames, times = _frames()
+    meta = _meta()
+    config = AugmentConfig()
+    outputs = [training_pair(frames, times, meta, np.random.default_rng(seed), config) for seed in range(6)]
+    for appearance, motion in outputs:
+        assert appearance.shape == (3, 16, 16) and appearance.dtype == torch.float32
+        assert motion.shape == (3, 3, 16, 16)
+        # value ranges of network_inputs' normalisation: (x/255 - 0.5)/0.25 and d/255*4
+        assert appearance.min() >= -2.0 - 1e-5 and appearance.max() <= 2.0 + 1e-5
+        assert motion.abs().max() <= 4.0 + 1e-5
+    assert not torch.equal(outputs[0][0], outputs[1][0])  # different seeds, different samples
+    same = training_pair(frames, times, meta, np.random.default_rng(3), config)
+    assert torch.equal(same[0], outputs[3][0]) and torch.equal(same[1], outputs[3][1])
+    frame = training_frame(frames, times, meta, np.random.default_rng(0), config)
+    assert frame.shape == (3, 16, 16)
+
+
+def test_flipped_square_is_the_mirror_image() -> None:
+    frames, times = _frames(height=16, width=16)
+    meta = _meta(crop=16, short=16)
+    plain = AugmentConfig(scale_min=1.0, scale_max=1.0, flip=False)
+    flipped = AugmentConfig(scale_min=1.0, scale_max=1.0, flip=True)
+    for seed in range(8):  # find a seed that flips; the other random draws are the same
+        box, _ = random_square(16, 16, np.random.default_rng(seed), flipped)
+        if box.flip:
+            break
+    a = training_frame(frames, times, meta, np.random.default_rng(seed), plain)
+    b = training_frame(frames, times, meta, np.random.default_rng(seed), flipped)
+    torch.testing.assert_close(b, a.flip(-1))
+
+
+def test_random_square_stays_inside_the_frame() -> None:
+    rng = np.random.default_rng(0)
+    config = AugmentConfig(scale_min=0.8, scale_max=1.0)
+    for _ in range(200):
+        box, side = random_square(40, 53, rng, config)
+        assert 32 <= side <= 40
+        assert 0 <= box.top <= 40 - side and 0 <= box.left <= 53 - side
+
+
+def test_validation_pairs_are_the_serving_centre_crop() -> None:
+    frames, times = _frames()
+    meta = _meta()
+    appearance, motion = validation_pairs(frames, times, meta, num_clips=2)
+    from model.clips import gather_clip_pairs, plan_clip_pairs
+
+    plan = plan_clip_pairs(0.0, float(times[-1]), meta.sampling, 2)
+    served = network_inputs(*gather_clip_pairs(frames, times, plan), meta, num_crops=1)
+    np.testing.assert_array_equal(appearance.numpy(), served[0])
+    np.testing.assert_array_equal(motion.numpy(), served[1])
+
+
+def test_frame_cache_decodes_once_and_skips_broken_files(tmp_path: Path) -> None:
+    good = write_video(tmp_path / "good.mp4", fps=25, seconds=0.6, width=64, height=48)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all")
+    entries, failures = build_frame_cache([good, broken], tmp_path / "cache", resize_short=24)
+    assert entries[1] is None and str(broken) in failures
+    entry = entries[0]
+    assert entry is not None and entry.num_frames == 15 and (entry.height, entry.width) == (24, 32)
+    frames = entry.frames()
+    assert isinstance(frames, np.memmap) and frames.dtype == np.uint8 and frames.shape == (15, 24, 32, 3)
+    assert entry.times[0] == 0.0 and entry.times[-1] == pytest.approx(14 / 25)
+    mtime = Path(entry.frames_path).stat().st_mtime_ns
+    again, _ = build_frame_cache([good], tmp_path / "cache", resize_short=24)
+    assert (
+        again[0] is not None and Path(again[0].frames_path).stat().st_mtime_ns == mtime
+    )  # not decoded again
+    other, _ = build_frame_cache([good], tmp_path / "cache", resize_short=20)
+    assert other[0] is not None and other[0].frames_path != entry.frames_path
+
+
+def test_config_rejects_bad_values(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="paths"):
+        TrainConfig(data=".", out=str(tmp_path), paths="both-ish")
+    with pytest.raises(ValueError, match="scale_min"):
+        TrainConfig(data=".", out=str(tmp_path), scale_min=0.0)
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(data=".", out=str(tmp_path), optimizer="lbfgs")
+    assert dataclasses.asdict(TrainConfig(data=".", out="x"))["optimizer"] == "adamw"
