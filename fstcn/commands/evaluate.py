@@ -1,0 +1,137 @@
+"""`fstcn evaluate`: video-level accuracy of an ONNX model or a checkpoint on a dataset split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def command(
+    model: Annotated[Path, typer.Option("--model", help="Exported .onnx file or PyTorch checkpoint (.pt).")],
+    data: Annotated[Path, typer.Option("--data", help="Dataset root.")],
+    dataset_kind: Annotated[
+        str, typer.Option("--dataset-kind", help="ucf101 | hmdb51 | folder | auto (detect the layout).")
+    ] = "auto",
+    split: Annotated[int, typer.Option("--split", help="Official split number (1..3).")] = 1,
+    subset: Annotated[str, typer.Option("--subset", help="train | test.")] = "test",
+    splits_dir: Annotated[
+        Path | None, typer.Option("--splits-dir", help="Folder with the split files (UCF101/HMDB51).")
+    ] = None,
+    test_root: Annotated[
+        Path | None, typer.Option("--test-root", help="Folder layout: separate root of test videos.")
+    ] = None,
+    holdout: Annotated[
+        float, typer.Option("--holdout", help="Folder layout: test fraction per class.")
+    ] = 0.2,
+    seed: Annotated[int, typer.Option("--seed", help="Folder layout: holdout seed.")] = 0,
+    clips: Annotated[
+        int | None, typer.Option("--clips", help="Clip pairs per video (default: the model's).")
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder for report.json and confusion.png.")
+    ] = Path("runs/evaluate"),
+    limit: Annotated[int | None, typer.Option("--limit", help="Evaluate only the first N videos.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Network batch size (rows).")] = 64,
+    device: Annotated[
+        str | None, typer.Option("--device", help="cpu | cuda (default: best available).")
+    ] = None,
+    fusion: Annotated[str, typer.Option("--fusion", help="Headline fusion: sci | mean.")] = "sci",
+    crops: Annotated[int, typer.Option("--crops", help="Headline crop count: 1 | 2 | 9 | 18.")] = 18,
+) -> None:
+    """Evaluate a model: top-1/top-5 for sci vs mean fusion and 1/2/9/18 crops, per-class accuracy,
+    confusion matrix (printed and saved as PNG) and a JSON report."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from model.datasets import load_dataset
+    from model.evaluate import evaluate_samples, load_predictor, save_confusion_png
+
+    console = Console()
+    if subset not in ("train", "test"):
+        raise typer.BadParameter(f"subset must be train or test, got {subset!r}")
+    if limit is not None and limit < 1:
+        raise typer.BadParameter("--limit must be >= 1")
+    if clips is not None and clips < 1:
+        raise typer.BadParameter("--clips must be >= 1")
+    try:
+        dataset = load_dataset(
+            dataset_kind,
+            data,
+            split,
+            subset,  # type: ignore[arg-type]
+            splits_dir=splits_dir,
+            test_root=test_root,
+            holdout=holdout,
+            seed=seed,
+        )
+        predictor = load_predictor(model, batch_size=batch_size, device=device)
+        samples = dataset.samples[:limit] if limit is not None else dataset.samples
+        if not samples:
+            raise ValueError(f"no {subset} videos in split {split} of {data}")
+        console.print(
+            f"[bold]{model.name}[/]: {len(samples)} {subset} videos of {data}, "
+            f"{len(dataset.labels)} classes, {clips or predictor.meta.sampling.num_clips} clips x 18 crops"
+        )
+        report = evaluate_samples(
+            samples,
+            dataset.labels,
+            predictor,
+            model_name=str(model),
+            num_clips=clips,
+            headline=(fusion, crops),
+        )
+    except ValueError as error:
+        console.print(f"[red]error:[/] {error}")
+        raise typer.Exit(code=2) from error
+    report.dataset = {
+        "root": str(data),
+        "kind": dataset_kind,
+        "split": split,
+        "subset": subset,
+        "videos": len(samples),
+        "limit": limit,
+    }
+
+    table = Table(title="video-level accuracy")
+    table.add_column("fusion")
+    table.add_column("crops", justify="right")
+    table.add_column("top-1", justify="right")
+    table.add_column("top-5", justify="right")
+    for row in report.results:
+        top1 = "-" if row["top1"] is None else f"{100 * row['top1']:.2f}%"
+        top5 = "-" if row["top5"] is None else f"{100 * row['top5']:.2f}%"
+        style = "bold" if (row["fusion"], row["crops"]) == (fusion, crops) else None
+        table.add_row(row["fusion"], str(row["crops"]), top1, top5, style=style)
+    console.print(table)
+
+    per_class = Table(title=f"per-class accuracy ({fusion}, {crops} crops)")
+    per_class.add_column("class")
+    per_class.add_column("videos", justify="right")
+    per_class.add_column("accuracy", justify="right")
+    for row in report.per_class:
+        accuracy = "-" if row["accuracy"] is None else f"{100 * row['accuracy']:.1f}%"
+        per_class.add_row(row["label"], str(row["videos"]), accuracy)
+    console.print(per_class)
+
+    labels = report.labels
+    confusion = Table(title="confusion matrix (rows: true, columns: predicted)")
+    confusion.add_column("")
+    for index in range(len(labels)):
+        confusion.add_column(str(index), justify="right")
+    for index, (label, row) in enumerate(zip(labels, report.confusion, strict=True)):
+        cells = [
+            f"[bold green]{n}[/]" if j == index and n else (str(n) if n else ".") for j, n in enumerate(row)
+        ]
+        confusion.add_row(f"{index} {label}", *cells)
+    console.print(confusion)
+
+    if report.failed:
+        console.print(f"[yellow]{len(report.failed)} videos could not be decoded[/] (listed in report.json)")
+    out.mkdir(parents=True, exist_ok=True)
+    report.write_json(out / "report.json")
+    save_confusion_png(
+        report.confusion, labels, out / "confusion.png", title=f"{model.name}: {fusion} fusion, {crops} crops"
+    )
+    console.print(f"wrote {out / 'report.json'} and {out / 'confusion.png'} ({report.seconds:.1f} s)")
