@@ -1,0 +1,173 @@
+"""The FstCN architecture as data: one frozen `FstCNConfig` per preset (`paper`, `small`, `tiny`).
+
+Standard library only (no torch), so that code which only needs a preset's sizes or sampling defaults
+(the CLI, metadata) can read them cheaply. `model.network` builds the module from a config; checkpoints
+store `asdict(config)` and rebuild it with `FstCNConfig.from_dict`. Every number that is not the paper's
+carries a one-line reason; the paper preset is SPEC section 2 exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from model.meta import SamplingParams
+
+NORMS = ("lrn", "batch")
+PATHS = ("both", "spatial", "temporal")
+
+
+@dataclass(frozen=True)
+class FstCNConfig:
+    """Sizes of one FstCN network. Convs are Conv(filters, kernel, stride) with padding k//2."""
+
+    name: str
+    # input geometry: frames are resized to short side `resize_short`, crops are `crop_size` squared
+    crop_size: int = 204
+    resize_short: int = 240
+    # lower SCL: conv1..conv4, shared by the appearance frame and every V_diff frame
+    lower_widths: tuple[int, int, int, int] = (96, 256, 512, 512)
+    lower_kernels: tuple[int, int, int, int] = (7, 5, 3, 3)
+    lower_strides: tuple[int, int, int, int] = (2, 2, 1, 1)
+    pool_kernel: int = 3  # Pool(3, 2) after conv1 and conv2
+    pool_stride: int = 2
+    norm: str = (
+        "lrn"  # "lrn": Conv-ReLU-LRN after conv1/conv2 (paper); "batch": Conv-BN-ReLU on every SCL conv
+    )
+    # upper SCL branches (one spatial, one temporal, separate weights): Conv(branch_width, 3, 1) - Pool(3, 3)
+    branch_width: int = 128  # also the size of the T-P matrix P (branch_width x branch_width)
+    branch_kernel: int = 3
+    branch_pool: int = 3  # Pool(3, 3): kernel = stride
+    # TCL: two parallel Conv2d over the (C, T) plane with H*W input channels, no pooling
+    tcl_filters: tuple[int, int] = (32, 32)
+    tcl_kernels: tuple[int, int] = (3, 5)
+    tcl_dropout: float = 0.5
+    # FC stacks: each path flatten -> fc_dims[0] -> fc_dims[1]; fusion concat -> fusion_dim -> classifier
+    fc_dims: tuple[int, int] = (4096, 2048)
+    fusion_dim: int = 2048
+    fc_dropout: float = 0.5
+    aux_dropout: float = 0.5  # dropout before the auxiliary (stage-1 frame) classifier
+    paths: str = "both"  # "spatial" / "temporal": the paper's control experiment (one path into fusion)
+    # sampling defaults (SPEC 2), recorded in the exported model
+    clip_length: int = 5  # l_t; also the T axis of the TCL, so it fixes the temporal FC's input size
+    stride: int = 5  # s_t
+    diff_offset: int = 9  # d_t
+    num_clips: int = 5  # M at test time
+    ref_fps: float = 25.0
+
+    def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.paths not in PATHS:
+            raise ValueError(f"paths must be one of {PATHS}, got {self.paths!r}")
+        if self.crop_size > self.resize_short:
+            raise ValueError(f"crop_size {self.crop_size} exceeds resize_short {self.resize_short}")
+        for name in ("fc_dropout", "tcl_dropout", "aux_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        self.sampling  # noqa: B018  validates the sampling fields
+        side = self.feature_size
+        if side < 1:
+            raise ValueError(f"crop_size {self.crop_size} is too small for preset {self.name!r}: maps vanish")
+
+    @property
+    def sampling(self) -> SamplingParams:
+        """The sampling defaults as `model.meta.SamplingParams`."""
+        return SamplingParams(
+            clip_length=self.clip_length,
+            stride=self.stride,
+            diff_offset=self.diff_offset,
+            num_clips=self.num_clips,
+            ref_fps=self.ref_fps,
+        )
+
+    @property
+    def lower_size(self) -> int:
+        """Side of the lower SCL output map (conv pad k//2, pools unpadded, floor)."""
+        side = self.crop_size
+        for index, (kernel, stride) in enumerate(zip(self.lower_kernels, self.lower_strides, strict=True)):
+            side = conv_out(side, kernel, stride, kernel // 2)
+            if index < 2:
+                side = conv_out(side, self.pool_kernel, self.pool_stride, 0)
+        return side
+
+    @property
+    def feature_size(self) -> int:
+        """Side of the branch output map after Pool(branch_pool, branch_pool); H*W feeds the TCL."""
+        side = conv_out(self.lower_size, self.branch_kernel, 1, self.branch_kernel // 2)
+        return conv_out(side, self.branch_pool, self.branch_pool, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> FstCNConfig:
+        """Inverse of `to_dict` (lists from JSON/pickles become tuples); unknown keys are an error."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(raw) - known
+        if unknown:
+            raise ValueError(f"unknown FstCNConfig fields: {sorted(unknown)}")
+        values = {key: tuple(value) if isinstance(value, list) else value for key, value in raw.items()}
+        return cls(**values)
+
+
+def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output side of a conv/pool without dilation, rounding down (PyTorch's default)."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+PAPER = FstCNConfig(name="paper")  # SPEC 2 exactly: all defaults above
+
+SMALL = FstCNConfig(
+    name="small",
+    # Sized for CPU training from scratch on ~1500 Synthetic Actions videos (2 cores, well under an hour).
+    # Measured (torch 2.13 CPU, 2 threads, batch 16 clip pairs, SGD step): forward+backward 38.6 samples/s,
+    # eval forward 132 samples/s; 0.19 GMACs per clip pair; 2.41M exported parameters (fp32 ONNX ~9.7 MB).
+    crop_size=112,  # the usual CPU-sized video crop: 3.3x fewer pixels than the paper's 204
+    resize_short=128,  # crop/short side 0.875, near the paper's 204/240 = 0.85
+    lower_widths=(32, 64, 96, 96),  # 1/3..1/5 of the paper's widths: ten synthetic classes, not 101 real ones
+    # paper kernels and strides: 112 -> 56 -> 27 -> 14 -> 6 -> 6 -> Pool(3,3) -> 2, so H*W = 4 TCL channels.
+    # conv2 stride 1 (H*W = 16 like the paper) cost 2.7x the MACs and ran at 21.7 samples/s: under 25/s.
+    norm="batch",  # from scratch, BN trains much faster than LRN; it folds into the convs at export
+    branch_width=64,  # P is 64x64
+    tcl_filters=(16, 16),
+    tcl_dropout=0.3,  # small TCL maps (16 x 64 x 5 each); 0.5 here and on every FC is much noise
+    fc_dims=(192, 128),  # temporal FC1 is 32*64*5 = 10240 -> 192 (2.0M weights, 81% of all): ONNX ~10 MB
+    fusion_dim=128,
+    fc_dropout=0.5,  # the FCs hold ~90% of the weights; ~1500 training videos overfit them without it
+    aux_dropout=0.2,  # the auxiliary classifier is one linear layer on pooled features: little to overfit
+)
+
+TINY = FstCNConfig(
+    name="tiny",
+    crop_size=32,  # tests: milliseconds per forward
+    resize_short=40,
+    lower_widths=(8, 8, 16, 16),
+    lower_kernels=(3, 3, 3, 3),  # 32 px cannot afford 7x7 stride-2 convs: maps would vanish
+    lower_strides=(
+        1,
+        1,
+        1,
+        1,
+    ),  # 32 -> 15 -> 7 -> Pool(3,3) -> 2: keeps H*W = 4 > 1 so the T-P reshape is tested
+    norm="batch",  # the same code path as `small`, including BN folding at export
+    branch_width=8,
+    tcl_filters=(4, 4),
+    fc_dims=(16, 16),
+    fusion_dim=16,
+)
+
+PRESETS: dict[str, FstCNConfig] = {config.name: config for config in (PAPER, SMALL, TINY)}
+
+
+def get_config(preset: str, **overrides: Any) -> FstCNConfig:
+    """The preset's config with `overrides` applied (field names of `FstCNConfig`)."""
+    try:
+        config = PRESETS[preset]
+    except KeyError:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}") from None
+    known = {f.name for f in fields(FstCNConfig)} - {"name"}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(f"unknown config overrides: {sorted(unknown)}")
+    return replace(config, **overrides)
