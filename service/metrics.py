@@ -24,8 +24,11 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
+
+disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series double the exposition and nobody graphs them
 
 Stage = Literal["decode", "preprocess", "infer", "fuse"]
 STAGES: tuple[Stage, ...] = ("decode", "preprocess", "infer", "fuse")

@@ -43,42 +43,48 @@ class Settings(BaseSettings):
     )
 
     # Model and execution
-    model_path: Path = Field(DEFAULT_MODEL_PATH, description="ONNX model exported by `fstcn export`.")
+    model_path: Path = Field(default=DEFAULT_MODEL_PATH, description="ONNX model exported by `fstcn export`.")
     providers: str = Field(
-        "auto",
+        default="auto",
         description="`auto` (TensorRT, then CUDA, when they really load; else CPU) or a comma list of "
         "tensorrt, cuda, cpu.",
     )
-    intra_op_threads: int = Field(0, ge=0, description="ONNX Runtime intra-op threads; 0 = one per core.")
-    decode_threads: int = Field(0, ge=0, description="FFmpeg decoder threads; 0 = FFmpeg's choice.")
+    intra_op_threads: int = Field(
+        default=0, ge=0, description="ONNX Runtime intra-op threads; 0 = one per core."
+    )
+    decode_threads: int = Field(default=0, ge=0, description="FFmpeg decoder threads; 0 = FFmpeg's choice.")
     trt_cache_dir: Path | None = Field(
-        None, description="TensorRT engine cache folder (default: ~/.cache/fstcn/tensorrt)."
+        default=None, description="TensorRT engine cache folder (default: ~/.cache/fstcn/tensorrt)."
     )
 
     # Input limits (SPEC 4: video_too_large)
-    max_upload_bytes: int = Field(200 * 1024 * 1024, ge=1, description="Largest accepted upload.")
-    max_duration_s: float = Field(600.0, gt=0, description="Longest accepted video, seconds.")
-    max_frames: int = Field(100_000, ge=2, description="Most frames a video may declare or decode.")
-    max_pixels: int = Field(3840 * 2160, ge=1, description="Largest width x height.")
+    max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1, description="Largest accepted upload.")
+    max_duration_s: float = Field(default=600.0, gt=0, description="Longest accepted video, seconds.")
+    max_frames: int = Field(default=100_000, ge=2, description="Most frames a video may declare or decode.")
+    max_pixels: int = Field(default=3840 * 2160, ge=1, description="Largest width x height.")
 
     # Admission control
     max_concurrent_inferences: int = Field(
-        2, ge=1, description="Predictions (decode + inference) processed at once."
+        default=2, ge=1, description="Predictions (decode + inference) processed at once."
     )
-    queue_size: int = Field(16, ge=0, description="Predictions waiting for a slot; beyond: 503 overloaded.")
-    request_timeout_s: float = Field(60.0, gt=0, description="Per-request limit, upload included; 504.")
-    retry_after_s: int = Field(1, ge=1, description="Retry-After header of 503 responses.")
+    queue_size: int = Field(
+        default=16, ge=0, description="Predictions waiting for a slot; beyond: 503 overloaded."
+    )
+    request_timeout_s: float = Field(
+        default=60.0, gt=0, description="Per-request limit, upload included; 504."
+    )
+    retry_after_s: int = Field(default=1, ge=1, description="Retry-After header of 503 responses.")
 
     # Cross-request dynamic batching (off by default: on CPU it did not help, see docs/serving.md)
-    batching: bool = Field(False, description="Batch concurrent requests into one ONNX Runtime run.")
-    batch_max_size: int = Field(8, ge=1, description="Most requests per batch.")
-    batch_max_delay_ms: float = Field(5.0, ge=0, description="Longest wait for a batch to fill, ms.")
+    batching: bool = Field(default=False, description="Batch concurrent requests into one ONNX Runtime run.")
+    batch_max_size: int = Field(default=8, ge=1, description="Most requests per batch.")
+    batch_max_delay_ms: float = Field(default=5.0, ge=0, description="Longest wait for a batch to fill, ms.")
 
     # Security
     api_key: SecretStr | None = Field(
-        None, description="When set, /predict and /v1/model require `Authorization: Bearer <key>`."
+        default=None, description="When set, /predict and /v1/model require `Authorization: Bearer <key>`."
     )
-    metrics_require_key: bool = Field(False, description="Whether /metrics needs the API key too.")
+    metrics_require_key: bool = Field(default=False, description="Whether /metrics needs the API key too.")
 
     # Logging
     log_level: Literal["debug", "info", "warning", "error"] = "info"

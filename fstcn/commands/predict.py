@@ -1,0 +1,90 @@
+"""`fstcn predict FILE...`: the serving pipeline on local files, no server; JSON lines on stdout."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+
+
+def command(
+    files: list[Path] = typer.Argument(..., help="Video files.", show_default=False),
+    top_k: int | None = typer.Option(None, "--top-k", help="Classes per file (default 5)."),
+    clips: int | None = typer.Option(None, "--clips", help="Clip pairs per video (default: the model's)."),
+    crops: int = typer.Option(18, "--crops", help="Test-time crops: 1, 2, 9 or 18."),
+    fusion: str = typer.Option("sci", "--fusion", help="Score fusion: sci or mean."),
+    model: Path | None = typer.Option(None, "--model", help="ONNX model (default: FSTCN_MODEL_PATH)."),
+    providers: str | None = typer.Option(None, "--providers", help="auto or tensorrt,cuda,cpu."),
+) -> None:
+    """Predict the action in local video files with the serving pipeline (no server).
+
+    Prints one JSON line per file on stdout: {"file": ...} plus the body POST /predict would return, or
+    {"file": ..., "error": {"code", "message"}}. A progress bar goes to stderr for several files. Exits 1
+    when any file failed, 2 on bad options or settings.
+    """
+    from tqdm import tqdm
+
+    from service.app import engine_from_settings, video_limits
+    from service.engine import ModelLoadError
+    from service.errors import ServiceError
+    from service.log import configure_logging
+    from service.pipeline import Pipeline, PredictOptions
+    from service.schemas import PredictResponse
+    from service.settings import SettingsError, load_settings
+
+    overrides: dict[str, object] = {}
+    if model is not None:
+        overrides["model_path"] = model
+    if providers is not None:
+        overrides["providers"] = providers
+    try:
+        settings = load_settings(**overrides)
+    except SettingsError as error:
+        _fail(str(error), code=2)
+    configure_logging("warning" if settings.log_level == "info" else settings.log_level, settings.log_format)
+    try:
+        engine = engine_from_settings(settings)
+    except ModelLoadError as error:
+        _fail(str(error), code=1)
+    pipeline = Pipeline(engine, limits=video_limits(settings), decode_threads=settings.decode_threads)
+    options = PredictOptions(top_k=top_k, clips=clips, crops=crops, fusion=fusion)
+    try:
+        options = pipeline.resolve(options)
+    except ServiceError as error:
+        _fail(error.message, code=2)
+
+    failures = 0
+    bar = tqdm(files, desc="predict", unit="video", file=sys.stderr, disable=len(files) < 2)
+    for path in bar:
+        start = time.perf_counter()
+        record: dict[str, object] = {"file": str(path)}
+        try:
+            if not path.is_file():
+                raise FileNotFoundError(f"no such file: {path}")
+            prediction = pipeline.predict_file(path, options)
+            body = PredictResponse.from_prediction(prediction, engine, time.perf_counter() - start)
+            record.update(body.model_dump(mode="json"))
+        except ServiceError as error:
+            failures += 1
+            record["error"] = {"code": error.code, "message": error.message}
+        except OSError as error:
+            failures += 1
+            record["error"] = {"code": "not_found", "message": str(error)}
+        line = json.dumps(record)
+        if bar.disable:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        else:
+            bar.write(line, file=sys.stdout)
+    engine.close()
+    if failures:
+        raise typer.Exit(1)
+
+
+def _fail(message: str, *, code: int) -> NoReturn:
+    sys.stderr.write(f"fstcn predict: {message}\n")
+    raise typer.Exit(code)

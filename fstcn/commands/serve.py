@@ -1,0 +1,74 @@
+"""`fstcn serve`: the HTTP inference service under uvicorn (settings from FSTCN_* variables)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from typing import NoReturn
+
+import typer
+
+
+def command(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0 for all)."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Worker processes, each with its own model."),
+) -> None:
+    """Serve the model over HTTP: POST /predict, /healthz, /readyz, /v1/model, /metrics.
+
+    Configuration comes from FSTCN_* environment variables (see docs/serving.md); with none set it
+    serves the shipped default model on the best available execution provider. SIGTERM or Ctrl-C stops
+    accepting requests, lets in-flight ones finish (up to the request timeout), and exits 0.
+    """
+    import uvicorn
+
+    from service.app import create_app, engine_from_settings
+    from service.engine import ModelLoadError
+    from service.log import configure_logging, uvicorn_log_config
+    from service.settings import SettingsError, get_settings
+
+    try:
+        settings = get_settings()
+    except SettingsError as error:
+        _fail(str(error), code=2)
+    configure_logging(settings.log_level, settings.log_format)
+    common = {
+        "host": host,
+        "port": port,
+        "log_config": uvicorn_log_config(settings.log_level, settings.log_format),
+        "timeout_graceful_shutdown": int(settings.request_timeout_s) + 5,
+        "proxy_headers": True,
+        "server_header": False,
+    }
+    if workers == 1:
+        try:  # load here, so a bad model is one clear line and a non-zero exit, not a lifespan traceback
+            engine = engine_from_settings(settings)
+        except ModelLoadError as error:
+            _fail(str(error), code=1)
+        server = uvicorn.Server(uvicorn.Config(create_app(settings, engine=engine), **common))  # type: ignore[arg-type]
+        server.run()
+        if not server.started:
+            _fail("the server did not start (see the log above)", code=3)
+        return
+
+    from service.engine import CPU, Engine
+
+    try:  # check the file once on CPU before the workers each load it
+        Engine.load(settings.model_path, providers=[CPU]).close()
+    except ModelLoadError as error:
+        _fail(str(error), code=1)
+    own_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+    if own_dir:  # aggregate /metrics over the workers
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="fstcn-metrics-")
+    try:
+        uvicorn.run("service.app:create_app", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+    finally:
+        if own_dir:
+            shutil.rmtree(os.environ.pop("PROMETHEUS_MULTIPROC_DIR"), ignore_errors=True)
+
+
+def _fail(message: str, *, code: int) -> NoReturn:
+    sys.stderr.write(f"fstcn serve: {message}\n")
+    raise typer.Exit(code)

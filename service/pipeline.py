@@ -1,0 +1,218 @@
+"""The data plane: video file -> probe -> plan -> decode -> clip pairs -> crops -> infer -> fuse.
+
+`Pipeline.predict_file(path, options)` is the whole prediction of one video, blocking; `fstcn predict`
+calls it directly. `Pipeline.predict_upload(stream, content_type, options)` is the server's path: it
+streams the upload to a temporary file (byte limit enforced while reading), runs `predict_file` in a
+worker thread under the engine's admission control, enforces the request time limit over all of it, and
+removes the temporary file on every path.
+
+Each stage is timed into `fstcn_stage_duration_seconds{stage}` by `metrics.stage_timer`; the video and
+model code never know about metrics or HTTP. Sampling, crops and normalisation come from the shared
+`model.clips` (one implementation for training and serving), fusion from `service.fusion`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from model.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
+from service import metrics
+from service.engine import ConcurrencyLimiter, Engine
+from service.errors import InternalError, InvalidParameter, RequestTimeout, ServiceError, VideoTooShort
+from service.fusion import fuse_scores
+from service.video.decode import VideoInfo, VideoLimits, decode_video, probe_video
+from service.video.upload import receive_upload
+
+logger = logging.getLogger(__name__)
+
+CROP_COUNTS = (1, 2, 9, 18)
+FUSIONS = ("sci", "mean")
+MAX_CLIPS = 32
+DEFAULT_TOP_K = 5
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Per-request options (SPEC 4). None: `top_k` 5 (N if fewer classes), `clips` the model's default."""
+
+    top_k: int | None = None
+    clips: int | None = None
+    crops: int = 18
+    fusion: str = "sci"
+
+
+@dataclass(frozen=True)
+class ClipResult:
+    start_s: float
+    end_s: float
+    index: int  # best class of the clip pair
+    score: float
+    sci: float
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The result of one video: ranked classes (index, fused score), per-clip results, the video."""
+
+    top: list[tuple[int, float]]
+    fusion: str
+    clips: list[ClipResult]
+    video: VideoInfo
+    timing_s: dict[str, float] = field(default_factory=dict)
+
+
+class Pipeline:
+    """Runs predictions with one engine under one admission control.
+
+    Args:
+        engine: the loaded model.
+        limits: duration/frames/pixels limits checked from the headers and again while decoding.
+        limiter: admission control (None: `predict_file` only, e.g. the CLI).
+        max_upload_bytes: byte limit of uploads.
+        request_timeout_s: limit of one `predict_upload`, upload included.
+        decode_threads: FFmpeg decoder threads (0 = FFmpeg's choice).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        limits: VideoLimits,
+        limiter: ConcurrencyLimiter | None = None,
+        max_upload_bytes: int = 200 * 1024 * 1024,
+        request_timeout_s: float = 60.0,
+        decode_threads: int = 0,
+    ) -> None:
+        self.engine = engine
+        self.limits = limits
+        self.limiter = limiter
+        self.max_upload_bytes = max_upload_bytes
+        self.request_timeout_s = request_timeout_s
+        self.decode_threads = decode_threads
+
+    # ---------------------------------------------------------------------------------- options
+    def resolve(self, options: PredictOptions) -> PredictOptions:
+        """Check `options` against the model; fill the default clip count. Raises InvalidParameter."""
+        meta = self.engine.meta
+        top_k = min(DEFAULT_TOP_K, meta.num_classes) if options.top_k is None else options.top_k
+        if not 1 <= top_k <= meta.num_classes:
+            raise InvalidParameter(
+                f"top_k must be between 1 and the number of classes ({meta.num_classes}), got {top_k}"
+            )
+        clips = meta.sampling.num_clips if options.clips is None else options.clips
+        if not 1 <= clips <= MAX_CLIPS:
+            raise InvalidParameter(f"clips must be between 1 and {MAX_CLIPS}, got {clips}")
+        if options.crops not in CROP_COUNTS:
+            raise InvalidParameter(f"crops must be one of {CROP_COUNTS}, got {options.crops}")
+        if options.fusion not in FUSIONS:
+            raise InvalidParameter(f"fusion must be one of {FUSIONS}, got {options.fusion!r}")
+        return replace(options, top_k=top_k, clips=clips)
+
+    # ------------------------------------------------------------------------------ server path
+    async def predict_upload(
+        self, stream: AsyncIterator[bytes], content_type: str | None, options: PredictOptions
+    ) -> Prediction:
+        """Receive an upload and predict on it within the request time limit (RequestTimeout: 504)."""
+        if self.limiter is None:
+            raise RuntimeError("predict_upload needs a ConcurrencyLimiter")
+        options = self.resolve(options)
+        self.limiter.check()  # refuse before reading a byte when the queue is already full
+        deadline = time.monotonic() + self.request_timeout_s
+        try:
+            async with asyncio.timeout(self.request_timeout_s):
+                upload = await receive_upload(stream, content_type or "", max_bytes=self.max_upload_bytes)
+                with upload:  # removes the temporary file on every path
+                    return await self.limiter.run(
+                        lambda: self.predict_file(upload.path, options, deadline=deadline)
+                    )
+        except TimeoutError:
+            raise RequestTimeout(f"the request took longer than {self.request_timeout_s:g} s") from None
+
+    # ------------------------------------------------------------------------------- data plane
+    def predict_file(
+        self, path: Path, options: PredictOptions, *, deadline: float | None = None
+    ) -> Prediction:
+        """Predict the action in the video at `path` (blocking). Raises service.errors exceptions."""
+        try:
+            return self._predict_file(Path(path), self.resolve(options), deadline)
+        except ServiceError:
+            raise
+        except Exception as error:  # an unexpected failure: log it fully, answer without internals
+            logger.exception("prediction failed unexpectedly for %s", path)
+            raise InternalError("internal error while processing the video") from error
+
+    def _predict_file(self, path: Path, options: PredictOptions, deadline: float | None) -> Prediction:
+        meta = self.engine.meta
+        num_clips = options.clips or meta.sampling.num_clips
+        timings: dict[str, float] = {}
+
+        with metrics.stage_timer("decode", timings):
+            info = probe_video(path, self.limits)
+            metrics.observe_video(info.duration_s)
+            if info.frames < 2 and info.frames != 0:  # 0 = unknown from the headers
+                raise VideoTooShort(f"the video has {info.frames} frame; at least 2 are needed")
+            plan = plan_clip_pairs(0.0, _last_frame_time(info), meta.sampling, num_clips)
+            _check_deadline(deadline)
+            video = decode_video(
+                path,
+                resize_short=meta.resize_short,
+                times=plan.all_times(),
+                limits=self.limits,
+                threads=self.decode_threads,
+            )
+            if video.frames.shape[0] < 2 and info.frames < 2:
+                raise VideoTooShort(
+                    f"only {video.frames.shape[0]} frame could be decoded; at least 2 are needed"
+                )
+        _check_deadline(deadline)
+
+        with metrics.stage_timer("preprocess", timings):
+            appearance, motion = gather_clip_pairs(video.frames, video.times, plan)
+            # (M*K, 3, c, c) and (M*K, T, 3, c, c), rows clip-major
+            appearance_in, motion_in = network_inputs(appearance, motion, meta, options.crops)
+        _check_deadline(deadline)
+
+        with metrics.stage_timer("infer", timings):
+            probs = self.engine.infer(appearance_in, motion_in)
+
+        with metrics.stage_timer("fuse", timings):
+            # (M*K, N) -> (M, K, N)
+            fused = fuse_scores(probs.reshape(num_clips, options.crops, meta.num_classes), options.fusion)
+            order = np.argsort(-fused.video_scores, kind="stable")[: options.top_k or DEFAULT_TOP_K]
+            top = [(int(index), float(fused.video_scores[index])) for index in order]
+            last_time = float(video.times[-1]) if video.times.size else 0.0
+            clips = [
+                ClipResult(
+                    start_s=round(float(plan.starts[i]), 4),
+                    end_s=round(
+                        min(float(plan.diff_times[i].max()), max(last_time, float(plan.starts[i]))), 4
+                    ),
+                    index=int(np.argmax(fused.clip_scores[i])),
+                    score=float(np.max(fused.clip_scores[i])),
+                    sci=float(fused.clip_sci[i]),
+                )
+                for i in range(num_clips)
+            ]
+        return Prediction(top=top, fusion=options.fusion, clips=clips, video=video.info, timing_s=timings)
+
+
+def _last_frame_time(info: VideoInfo) -> float:
+    """Time of the last frame from the headers; the decoder's nearest-frame lookup absorbs estimate errors."""
+    if not math.isfinite(info.duration_s) or info.duration_s <= 0:
+        return 0.0
+    frame_s = 1.0 / info.fps if info.fps and math.isfinite(info.fps) and info.fps > 0 else 0.0
+    return max(0.0, float(info.duration_s) - frame_s)
+
+
+def _check_deadline(deadline: float | None) -> None:
+    """Stop abandoned work between stages once the request's time is up (the client already got 504)."""
+    if deadline is not None and time.monotonic() > deadline:
+        raise RequestTimeout("the request ran past its time limit")
