@@ -626,10 +626,9 @@ class _Trainer:
         epoch = (self.config.epochs_stage1 if progress.stage == 2 else 0) + progress.epochs_done
         self.out.mkdir(parents=True, exist_ok=True)
         names = [LAST_CHECKPOINT, BEST_CHECKPOINT] if best else [LAST_CHECKPOINT]
-        for name in names:
-            tmp = self.out / f".{name}.tmp"
+        for name in names:  # save_checkpoint writes atomically (temp file + rename)
             save_checkpoint(
-                tmp,
+                self.out / name,
                 model=self.model,
                 config=self.preset_config,
                 labels=self.labels,
@@ -638,7 +637,6 @@ class _Trainer:
                 optimizer=optimizer,
                 extra=extra,
             )
-            os.replace(tmp, self.out / name)
 
     def _load_resume(self) -> tuple[_Progress, dict[str, Any] | None, list[dict[str, Any]] | None]:
         from model.checkpoint import load_checkpoint
@@ -666,6 +664,16 @@ class _Trainer:
         return progress, checkpoint.get("optimizer"), rng
 
     # ---- loops ------------------------------------------------------------------------------------
+
+    def _sync_buffers(self) -> None:
+        """Give every rank rank 0's BatchNorm statistics.
+
+        DDP broadcasts buffers at the start of each forward, so after an epoch's last step each rank still
+        holds the statistics updated by its own last batch; this makes them (and the checkpoint) equal.
+        """
+        if self.info.distributed:
+            for buffer in self.model.buffers():
+                dist.broadcast(buffer, src=0)
 
     def _time_is_up(self) -> bool:
         """Budget check before a step. Rank 0's clock decides for everyone, so all ranks stop together."""
@@ -758,6 +766,7 @@ class _Trainer:
             stats = self._train_epoch(
                 stage, epoch, wrapped, optimizer, loader, skip, steps_per_epoch, total_steps, warmup, peak
             )
+            self._sync_buffers()
             done_steps = skip + int(stats["steps"])
             finished = done_steps >= steps_per_epoch
             record = {"event": "epoch", "stage": stage, "epoch": epoch + 1, **stats}

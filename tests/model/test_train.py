@@ -172,7 +172,8 @@ def test_ddp_two_cpu_ranks_end_with_identical_weights(tiny_dataset: Path, tmp_pa
         str(tmp_path / "ddp-cache"),
         "--no-progress",
     ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": pythonpath}
     completed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     log = _log(out)
