@@ -94,11 +94,13 @@ class VideoInfo:
 @dataclass
 class DecodedVideo:
     """Decoded frames: frames uint8 (F, h, w, 3) RGB, short side = resize_short, rotation applied;
-    times float64 (F,) seconds from the video's first frame (non-decreasing)."""
+    times float64 (F,) seconds from the video's first frame (non-decreasing); frames_decoded counts
+    every frame the decoder produced, converted or not."""
 
     info: VideoInfo
     frames: npt.NDArray[np.uint8]
     times: npt.NDArray[np.float64]
+    frames_decoded: int = 0  # how many frames the decoder produced (fewer than the video's with `times`)
 
 
 class _SeekOvershot(Exception):
@@ -470,7 +472,12 @@ def _select_frames(
                 break  # every needed frame is decoded (and the video is long enough): stop here
         prev = current
 
-        if seek_allowed and queries is not None and queries[next_query] - time > SEEK_GAP_S:
+        if (
+            seek_allowed
+            and queries is not None
+            and next_query < len(queries)
+            and queries[next_query] - time > SEEK_GAP_S
+        ):
             target = queries[next_query] - SEEK_PREROLL_S
             assert first_pts is not None
             logger.debug("seeking from %.2f s towards %.2f s", time, target)
@@ -494,4 +501,4 @@ def _select_frames(
     result_info = _with_rotation(info, rotation)
     if queries is None:
         result_info = replace(result_info, frames=len(kept))
-    return DecodedVideo(result_info, frames, frame_times)
+    return DecodedVideo(result_info, frames, frame_times, frames_decoded=decoded)
