@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from model.clips import CROP_COUNTS, crop_boxes, gather_clip_pairs, network_inputs, plan_clip_pairs
 from model.datasets import VideoSample
-from model.meta import APPEARANCE_INPUT, META_KEY, MOTION_INPUT, PROBS_OUTPUT, ModelMeta, SamplingParams
+from model.meta import APPEARANCE_INPUT, META_KEY, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
 from service.errors import ServiceError
 from service.fusion import FUSION_METHODS, fuse_scores
 
@@ -112,39 +112,17 @@ class OnnxPredictor:
         return _check_probs(np.concatenate(outputs), appearance.shape[0], self.meta.num_classes)
 
 
-def meta_from_checkpoint(ckpt: dict[str, Any], name: str) -> ModelMeta:
-    """The ModelMeta a checkpoint would export with (normalisation: the ModelMeta defaults)."""
-    config = ckpt.get("config") or {}
-    defaults = ModelMeta(name="x", version="0", preset="x", labels=("a", "b"))
-    sampling = ckpt.get("sampling")
-    return ModelMeta(
-        name=name,
-        version=str(ckpt.get("epoch", "0")),
-        preset=str(ckpt.get("preset", config.get("name", "unknown"))),
-        labels=tuple(str(label) for label in ckpt["labels"]),
-        sampling=SamplingParams(**sampling) if sampling else SamplingParams(),
-        resize_short=int(config.get("resize_short", defaults.resize_short)),
-        crop_size=int(config.get("crop_size", defaults.crop_size)),
-        mean=tuple(config.get("mean", defaults.mean)),
-        std=tuple(config.get("std", defaults.std)),
-        diff_scale=float(config.get("diff_scale", defaults.diff_scale)),
-    )
-
-
 class TorchPredictor:
     """A PyTorch checkpoint (model/checkpoint.py) in eval mode; softmax over the network's logits."""
 
     def __init__(self, path: Path | str, *, batch_size: int = 32, device: str | None = None) -> None:
         import torch
 
-        from model.checkpoint import build_model_from_checkpoint, load_checkpoint
+        from model.checkpoint import build_model_from_checkpoint
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        ckpt = load_checkpoint(path)
-        built = build_model_from_checkpoint(ckpt)
-        model, info = built if isinstance(built, tuple) else (built, None)
-        self.meta = info if isinstance(info, ModelMeta) else meta_from_checkpoint(ckpt, Path(path).stem)
+        model, self.meta = build_model_from_checkpoint(path)  # float32, eval mode, meta as export writes it
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.batch_size = batch_size

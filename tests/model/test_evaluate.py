@@ -19,7 +19,7 @@ from model.evaluate import (
     OnnxPredictor,
     confusion_matrix,
     evaluate_samples,
-    meta_from_checkpoint,
+    load_predictor,
     topk_correct,
     video_probs,
 )
@@ -175,18 +175,37 @@ def test_onnx_without_metadata_is_rejected(tmp_path: Path) -> None:
         OnnxPredictor(path, providers=CPU)
 
 
-def test_meta_from_checkpoint() -> None:
-    ckpt = {
-        "preset": "tiny",
-        "config": {"name": "tiny", "crop_size": 16, "resize_short": 24},
-        "labels": list(LABELS),
-        "sampling": {"clip_length": 3, "stride": 2, "diff_offset": 3, "num_clips": 2, "ref_fps": 25.0},
-        "epoch": 4,
-    }
-    meta = meta_from_checkpoint(ckpt, "run")
-    assert (
-        meta.labels == LABELS and meta.sampling == SAMPLING and meta.crop_size == 16 and meta.version == "4"
+@pytest.mark.slow
+def test_checkpoint_and_its_onnx_export_agree(tmp_path: Path) -> None:
+    """A PyTorch checkpoint evaluates like the ONNX file exported from it (both through load_predictor)."""
+    import torch
+
+    from model.checkpoint import save_checkpoint
+    from model.export import export_model
+    from model.network import fstcn
+    from model.presets import get_config
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    config = get_config("tiny")
+    network = fstcn(preset="tiny", num_classes=3)
+    ckpt = save_checkpoint(
+        tmp_path / "tiny.pt",
+        model=network,
+        config=config,
+        labels=list(LABELS),
+        sampling=config.sampling,
+        epoch=1,
     )
+    onnx_path = export_model(ckpt, tmp_path / "tiny.onnx", write_checkpoint=False).onnx_path
+    torch_predictor = load_predictor(ckpt, device="cpu", batch_size=16)
+    onnx_predictor = load_predictor(onnx_path, device="cpu")
+    assert torch_predictor.meta.labels == onnx_predictor.meta.labels == LABELS
+    assert torch_predictor.meta.sampling == onnx_predictor.meta.sampling
+    probs_torch = video_probs(Path("v.mp4"), torch_predictor, num_clips=2, decode=_synthetic_decode)
+    probs_onnx = video_probs(Path("v.mp4"), onnx_predictor, num_clips=2, decode=_synthetic_decode)
+    assert probs_torch.shape == (2, 18, 3)
+    np.testing.assert_allclose(probs_torch, probs_onnx, atol=1e-4)
 
 
 def test_cli_evaluate_writes_report_and_png(toy_model: Path, toy_dataset: Path, tmp_path: Path) -> None:
