@@ -231,7 +231,9 @@ def sample_scene(rng: np.random.Generator, motion: str, difficulty: float = 1.0)
     chair3d = _chair_segments(track, joints3d) if track.chair else None
 
     low, high = _spread(0.575, 0.175, d, 0.25, 0.85)
-    scale = rng.uniform(low, high) * height  # px per figure unit: the standing figure's height
+    # px per figure unit (the standing figure's height), relative to the short side so that a portrait
+    # frame's centre crop still holds the figure
+    scale = rng.uniform(low, high) * min(width, height)
     head_r = body.head_radius
     x_min, x_max = float(plane[..., 0].min()) - 0.08, float(plane[..., 0].max()) + 0.08
     y_min, y_max = float(plane[..., 1].min()) - 0.03, float(plane[..., 1].max()) + head_r + 0.02

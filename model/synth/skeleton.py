@@ -275,6 +275,9 @@ def _squat(t: np.ndarray, rng: np.random.Generator, speed: float, phase: float) 
     hz = rng.uniform(0.4, 0.6)
     depth = rng.uniform(0.8, 1.0)
     chair = rng.random() < 0.5
+    # at least 1.5 cycles per video: half a slow cycle would be a sit_down or stand_up
+    duration = max(float(t[-1]), 1e-6)
+    hz = max(hz, 1.5 / (duration * speed))
     u = depth * (0.5 - 0.5 * np.cos(2 * np.pi * _cycle(t, hz, speed, phase)))
     sit_pose(track, u, rng)
     track.chair = chair
@@ -282,11 +285,11 @@ def _squat(t: np.ndarray, rng: np.random.Generator, speed: float, phase: float) 
 
 
 def _sit_down(t: np.ndarray, rng: np.random.Generator, speed: float, phase: float) -> PoseTrack:
-    """Standing -> seated once, monotone, over most of the clip (1.2-3.2 s of motion)."""
+    """Standing -> seated once, monotone, over most of the clip (1.2-4 s of motion, then seated)."""
     track = _rest_track(t.size, rng)
     duration = float(t[-1]) if t.size > 1 else 1.0
     chair = rng.random() < 0.5
-    motion = float(np.clip(rng.uniform(0.55, 0.85) * duration / speed, 1.2, min(3.2, 0.9 * duration)))
+    motion = float(np.clip(rng.uniform(0.6, 0.9) * duration / speed, 1.2, min(4.0, 0.92 * duration)))
     start = rng.uniform(0.05, 0.95) * (duration - motion)
     u = smoothstep((t - start) / motion)
     sit_pose(track, u, rng)

@@ -59,7 +59,8 @@ def encode_video(
         raise ValueError(f"yuv420p needs even frame sizes, got {width}x{height}")
     container_format, codec, _ = CONTAINERS[encoding.container]
     count = 0
-    with av.open(str(path), mode="w", format=container_format) as container:
+    # bitexact: no random Matroska segment UID, no version strings: same frames, same bytes
+    with av.open(str(path), mode="w", format=container_format, options={"fflags": "+bitexact"}) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width = width
         stream.height = height

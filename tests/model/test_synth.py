@@ -183,3 +183,24 @@ def test_invalid_arguments_are_refused(tmp_path: Path) -> None:
         generate_dataset(tmp_path, videos_per_class=0, seed=0)
     with pytest.raises(ValueError, match="unknown classes"):
         generate_dataset(tmp_path, videos_per_class=1, seed=0, classes=("dance",))
+
+
+@pytest.mark.parametrize(
+    "encoding",
+    [Encoding("mp4", 23), Encoding("mp4", 30, preset="veryfast"), Encoding("avi", 5), Encoding("webm", 35)],
+)
+def test_every_encoding_is_byte_deterministic_and_decodes(tmp_path: Path, encoding: Encoding) -> None:
+    frames = render_class_video("jumping_jack", 1, difficulty=0.5)[:12]
+    height, width = frames.shape[1:3]
+    paths = [tmp_path / f"{name}{encoding.suffix}" for name in ("a", "b")]
+    for path in paths:
+        assert encode_video(path, frames, fps=25, width=width, height=height, encoding=encoding) == len(
+            frames
+        )
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    decoded = decode(paths[0])
+    assert decoded.shape == frames.shape
+    assert np.abs(decoded.astype(int) - frames.astype(int)).mean() < 12
+    with pytest.raises(ValueError, match="even"):
+        encode_video(tmp_path / f"odd{encoding.suffix}", frames[:, :-1, :-1], fps=25, width=width - 1,
+                     height=height - 1, encoding=encoding)  # fmt: skip
