@@ -64,6 +64,20 @@ __all__ = ["PRESETS", "FstCN", "FstCNConfig", "FstCNFeatures", "LayerRow", "fstc
 LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0
 
 
+class LocalResponseNorm(nn.LocalResponseNorm):
+    """AlexNet LRN computed in float32 whatever the input dtype: (N, C, H, W) -> (N, C, H, W).
+
+    The sum of squares overflows float16 (max 65504) for activations above ~100, and CPU PyTorch has no
+    float16 kernel for it; in float32 models the casts are no-ops.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(LRN_SIZE, alpha=LRN_ALPHA, beta=LRN_BETA, k=LRN_K)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.float()).to(x.dtype)
+
+
 class ConvBlock(nn.Sequential):
     """Conv(k, s, pad k//2) [-> BatchNorm] -> ReLU [-> LRN]: (N, C_in, H, W) -> (N, C_out, H', W').
 
@@ -80,7 +94,7 @@ class ConvBlock(nn.Sequential):
             layers["bn"] = nn.BatchNorm2d(out_channels)
         layers["relu"] = nn.ReLU(inplace=True)
         if lrn:
-            layers["lrn"] = nn.LocalResponseNorm(LRN_SIZE, alpha=LRN_ALPHA, beta=LRN_BETA, k=LRN_K)
+            layers["lrn"] = LocalResponseNorm()
         super().__init__(layers)
 
 

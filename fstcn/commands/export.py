@@ -1,0 +1,79 @@
+"""`fstcn export`: checkpoint -> verified, self-describing ONNX file (+ its PyTorch twin NAME.pt)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def command(
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="Training checkpoint (.pt) to export.")],
+    out: Annotated[Path, typer.Option("--out", help="Output ONNX file, e.g. models/NAME.onnx.")],
+    name: Annotated[
+        str | None, typer.Option("--name", help="Model name in the metadata (default: file stem).")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help="Model version in the metadata (default: epoch<N>).")
+    ] = None,
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="float16 weights and compute for GPUs; float32 inputs/outputs.")
+    ] = False,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (>= 17).", min=17)] = 17,
+    video: Annotated[
+        list[Path] | None,
+        typer.Option("--video", help="Real video(s) for the verification batch (repeatable)."),
+    ] = None,
+    write_checkpoint: Annotated[
+        bool, typer.Option("--write-checkpoint/--no-write-checkpoint", help="Also write NAME.pt beside it.")
+    ] = True,
+) -> None:
+    """Export a checkpoint to ONNX (softmax probs, dynamic batch, metadata key "fstcn"), verify it with
+    ONNX Runtime against PyTorch (max |dp| <= 1e-4, fp16: 1e-2) and write NAME.pt (fp16 weights) beside it."""
+    import logging
+
+    from rich.console import Console
+
+    from model.checkpoint import load_checkpoint, model_meta
+    from model.export import ExportVerificationError, export_model, real_inputs_from_videos
+
+    console = Console()
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        ckpt = load_checkpoint(checkpoint)
+        real = None
+        if video:
+            meta = model_meta(ckpt)
+            with console.status(f"decoding {len(video)} verification video(s)"):
+                real = real_inputs_from_videos(video, meta)
+        with console.status(f"exporting {checkpoint} -> {out}"):
+            result = export_model(
+                ckpt,
+                out,
+                name=name,
+                version=version,
+                fp16=fp16,
+                opset=opset,
+                real_inputs=real,
+                write_checkpoint=write_checkpoint,
+            )
+    except ExportVerificationError as error:
+        console.print(f"[bold red]export verification failed[/]: {error}")
+        raise typer.Exit(code=1) from error
+    except (ValueError, FileNotFoundError) as error:
+        console.print(f"[bold red]error[/]: {error}")
+        raise typer.Exit(code=2) from error
+    meta = result.meta
+    console.print(
+        f"[bold green]exported[/] {result.onnx_path} ({result.onnx_path.stat().st_size / 1e6:.2f} MB, "
+        f"{meta.precision}, opset {result.opset}): {meta.name} {meta.version}, preset {meta.preset}, "
+        f"{meta.num_classes} classes, crop {meta.crop_size}/{meta.resize_short}"
+    )
+    for check, diff in result.max_abs_diff.items():
+        console.print(
+            f"  verified {check}: max |p_onnx - p_torch| = {diff:.2e} (tolerance {result.tolerance:g})"
+        )
+    if result.checkpoint_path is not None:
+        size = result.checkpoint_path.stat().st_size / 1e6
+        console.print(f"  checkpoint for explain/tsne: {result.checkpoint_path} ({size:.2f} MB)")
