@@ -85,8 +85,13 @@ def fold_batchnorm(model: FstCN) -> FstCN:
     """An eval-mode copy of `model` with each Conv-BN pair replaced by one conv (BN becomes Identity)."""
     folded = copy.deepcopy(model).eval()
     for block in folded.modules():
-        if isinstance(block, ConvBlock) and isinstance(getattr(block, "bn", None), nn.BatchNorm2d):
-            block.conv = torch.nn.utils.fusion.fuse_conv_bn_eval(block.conv, block.bn)
+        bn = getattr(block, "bn", None)
+        if (
+            isinstance(block, ConvBlock)
+            and isinstance(bn, nn.BatchNorm2d)
+            and isinstance(block.conv, nn.Conv2d)
+        ):
+            block.conv = torch.nn.utils.fusion.fuse_conv_bn_eval(block.conv, bn)
             block.bn = nn.Identity()
     return folded
 
@@ -160,7 +165,7 @@ def _to_onnx(graph: ProbabilityModel, meta: ModelMeta, opset: int) -> onnx.Model
         torch.onnx.export(
             graph,
             example,
-            buffer,
+            buffer,  # type: ignore[arg-type]
             input_names=[APPEARANCE_INPUT, MOTION_INPUT],
             output_names=[PROBS_OUTPUT],
             dynamic_axes={
@@ -184,7 +189,7 @@ def _restore_unused_inputs(onnx_model: onnx.ModelProto, meta: ModelMeta) -> None
     """A single-path model (paths="spatial"/"temporal") ignores one input and the exporter drops it;
     the contract has both, so declare it again (unused graph inputs are valid ONNX)."""
     crop, clip_length = meta.crop_size, meta.sampling.clip_length
-    shapes = {
+    shapes: dict[str, list[str | int | None]] = {
         APPEARANCE_INPUT: ["batch", 3, crop, crop],
         MOTION_INPUT: ["batch", clip_length, 3, crop, crop],
     }

@@ -163,7 +163,8 @@ class TPOperator(nn.Module):
         _, channels, height, width = x.shape
         x = x.reshape(-1, self.clip_length, channels, height * width)  # (B*T, C, H, W) -> (B, T, C, H*W)
         x = x.permute(0, 3, 2, 1)  # (B, T, C, H*W) -> (B, H*W, C, T)
-        return torch.matmul(self.P, x)  # P (C, C) @ (B, H*W, C, T) -> (B, H*W, C, T)
+        out: Tensor = torch.matmul(self.P, x)  # P (C, C) @ (B, H*W, C, T) -> (B, H*W, C, T)
+        return out
 
 
 class TemporalConvLayer(nn.Module):

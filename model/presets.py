@@ -108,7 +108,7 @@ class FstCNConfig:
         if unknown:
             raise ValueError(f"unknown FstCNConfig fields: {sorted(unknown)}")
         values = {key: tuple(value) if isinstance(value, list) else value for key, value in raw.items()}
-        return cls(**values)
+        return cls(**values)  # type: ignore[arg-type]
 
 
 def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:

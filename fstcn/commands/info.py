@@ -39,8 +39,8 @@ def command(
     table.add_column("MMACs", justify="right")
     for row in rows:
         shape = "(" + ", ".join(str(d) for d in row.output_shape) + ")"
-        macs = f"{row.macs / 1e6:,.2f}" if row.macs else ""
-        table.add_row(row.name, row.kind, shape, f"{row.parameters:,}" if row.parameters else "", macs)
+        mmacs = f"{row.macs / 1e6:,.2f}" if row.macs else ""
+        table.add_row(row.name, row.kind, shape, f"{row.parameters:,}" if row.parameters else "", mmacs)
     console = Console()
     if console.width < 110:  # pipes and narrow terminals: keep layer names and shapes on one line
         console = Console(width=110)
