@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from typing import NoReturn
@@ -48,6 +49,7 @@ def command(
         except ModelLoadError as error:
             _fail(str(error), code=1)
         server = uvicorn.Server(uvicorn.Config(create_app(settings, engine=engine), **common))  # type: ignore[arg-type]
+        _exit_zero_after_graceful_shutdown()
         server.run()
         if not server.started:
             _fail("the server did not start (see the log above)", code=3)
@@ -62,11 +64,18 @@ def command(
     own_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
     if own_dir:  # aggregate /metrics over the workers
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="fstcn-metrics-")
+    _exit_zero_after_graceful_shutdown()
     try:
         uvicorn.run("service.app:create_app", factory=True, workers=workers, **common)  # type: ignore[arg-type]
     finally:
         if own_dir:
             shutil.rmtree(os.environ.pop("PROMETHEUS_MULTIPROC_DIR"), ignore_errors=True)
+
+
+def _exit_zero_after_graceful_shutdown() -> None:
+    """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; a no-op handler makes that exit 0."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: None)
 
 
 def _fail(message: str, *, code: int) -> NoReturn:

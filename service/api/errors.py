@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from service.schemas import ErrorResponse
@@ -18,4 +19,15 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         503: "overloaded: queue full or model loading; see Retry-After",
         504: "timeout: the request ran past its time limit",
     }
-    return {status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses}
+    responses: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorResponse, "description": descriptions[status]} for status in statuses
+    }
+    if 503 in responses:
+        responses[503]["headers"] = {"Retry-After": copy.deepcopy(RETRY_AFTER_HEADER)}
+    return responses
+
+
+RETRY_AFTER_HEADER: dict[str, Any] = {
+    "description": "Seconds to wait before retrying.",
+    "schema": {"type": "integer"},
+}

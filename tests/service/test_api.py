@@ -25,7 +25,14 @@ from service.schemas import PredictResponse
 from service.settings import Settings
 from tests.service import hostile_media
 from tests.service.fake_model import FAKE_LABELS, FAKE_META
-from tests.service.servers import ServerProcess, TestClient, live_app, open_client, temp_uploads
+from tests.service.servers import (
+    ServerProcess,
+    TestClient,
+    live_app,
+    open_client,
+    serve_process,
+    temp_uploads,
+)
 
 SMALL = {"width": 160, "height": 120}
 
@@ -485,3 +492,27 @@ def test_a_trickling_upload_is_cut_at_the_timeout_while_others_are_served(
     assert others == [200, 200]
     assert status_line.startswith(b"HTTP/1.1 504"), status_line
     assert elapsed < 3.0  # cut at the 1 s limit, long before the 10 s upload would end
+
+
+def test_sigterm_finishes_in_flight_requests_and_exits_zero(
+    fake_model_path: Path, video_factory: Callable[..., Path], tmp_path: Path
+) -> None:
+    import signal
+
+    data = video_factory("sigterm.mp4", seconds=2.0, width=320, height=240).read_bytes()
+    with serve_process(fake_model_path, tmp_path) as server:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            results: list[int] = []
+            sender = threading.Thread(
+                target=lambda: results.append(post_video(http, data, clips=32).status_code)
+            )
+            sender.start()
+            deadline = time.monotonic() + 10
+            while "fstcn_inflight_requests 1.0" not in http.get("/metrics").text:  # the request is in flight
+                assert time.monotonic() < deadline and sender.is_alive()
+            server.process.send_signal(signal.SIGTERM)
+            sender.join(30)
+            assert results == [200]
+        assert server.process.wait(30) == 0, server.log()
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{server.url}/healthz", timeout=2)
