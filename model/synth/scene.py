@@ -36,7 +36,7 @@ RESOLUTION_WEIGHTS = (3.0, 3.0, 3.0, 3.0, 2.0, 2.0, 1.0, 0.5, 0.5)
 PORTRAIT_PROBABILITY = 0.15
 DURATION_RANGE_S = (2.0, 6.0)
 CONTAINER_WEIGHTS = {"mp4": 0.75, "avi": 0.15, "webm": 0.1}  # VP9 encodes slowest
-NOISE_BANK = 4  # pre-drawn noise images; each frame takes a random window of one
+NOISE_BANK = 3  # pre-drawn noise images; each frame takes a random window of one
 ZOOM_STEP = 0.004  # log-zoom quantum of the background
 
 
@@ -213,7 +213,7 @@ def sample_scene(rng: np.random.Generator, motion: str, difficulty: float = 1.0)
         quality = int(rng.integers(2, 4 + round(4 * min(d, 3))))
     else:
         quality = int(rng.integers(24, 32 + round(8 * min(d, 3))))
-    preset = "veryfast" if rng.random() < 0.3 else "ultrafast"  # ultrafast: no CABAC, no deblocking
+    preset = "veryfast" if rng.random() < 0.15 else "ultrafast"  # ultrafast: no CABAC, no deblocking
     encoding = Encoding(container=container, quality=quality, preset=preset)
     t = np.arange(frames) / fps
 
