@@ -301,7 +301,7 @@ def test_dockerfile_serve_and_train_targets() -> None:
     assert {"serve", "train"} <= set(stages)
     names = list(stages)
     # The legacy builder builds every stage before the target: serve must not come after train's.
-    assert names.index("serve") < names.index("train-builder") < names.index("train")
+    assert names.index("serve") < names.index("train-deps") < names.index("train")
     serve = stages["serve"]
     assert re.search(r"^USER (?!root\b|0\b)\S+", serve, re.M), "serve runs as a non-root user"
     assert re.search(r"^HEALTHCHECK .*\n?.*?/readyz", serve, re.M | re.S)
@@ -312,12 +312,12 @@ def test_dockerfile_serve_and_train_targets() -> None:
 
 def test_dockerfile_serving_stages_have_no_torch_but_ort_gpu_with_cuda_libs() -> None:
     stages = dockerfile_stages()
-    serving = stages["python-base"] + stages["serve-builder"] + stages["serve"]
+    serving = stages["python-base"] + stages["serve-deps"] + stages["serve"]
     serving = re.sub(r"^#.*\n", "", serving, flags=re.M)
     assert "torch" not in re.sub(r"find_spec\(\"torch\"\) is None|must not contain torch", "", serving)
     assert re.search(r'ARG ORT_GPU_SPEC="onnxruntime-gpu\[cuda,cudnn\]==', serving)
     assert "ld.so.conf.d" in stages["serve"], "the pip CUDA libraries are registered with the loader"
-    assert re.search(r"TORCH_SPEC=\"torch==", stages["train-builder"])
+    assert re.search(r"TORCH_SPEC=\"torch==", stages["train-deps"])
 
 
 def test_dockerfile_extra_ca_input_and_dockerignore() -> None:
