@@ -71,7 +71,7 @@ MODEL_INFO = Gauge(
     "fstcn_model_info",
     "The served model (value 1).",
     ["name", "version", "preset", "provider"],
-    multiprocess_mode="liveall",
+    multiprocess_mode="livemax",
 )
 
 for _stage in STAGES:  # export every stage series from the start, so dashboards see zeros, not gaps

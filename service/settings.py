@@ -87,8 +87,10 @@ class Settings(BaseSettings):
     metrics_require_key: bool = Field(default=False, description="Whether /metrics needs the API key too.")
 
     # Logging
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Log level.")
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="`text` or `json` (one object per line, uvicorn's logs included)."
+    )
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
