@@ -22,13 +22,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
-from model.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
+from model.clips import ClipPlan, gather_clip_pairs, network_inputs, plan_clip_pairs
 from service import metrics
 from service.engine import ConcurrencyLimiter, Engine
-from service.errors import InternalError, InvalidParameter, RequestTimeout, ServiceError, VideoTooShort
+from service.errors import InternalError, InvalidParameter, RequestTimeout, ServiceError
 from service.fusion import fuse_scores
-from service.video.decode import VideoInfo, VideoLimits, decode_video, probe_video
+from service.video.decode import DecodedVideo, VideoInfo, VideoLimits, decode_video, probe_video
 from service.video.upload import receive_upload
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,9 @@ CROP_COUNTS = (1, 2, 9, 18)
 FUSIONS = ("sci", "mean")
 MAX_CLIPS = 32
 DEFAULT_TOP_K = 5
+# A decoded video ending this much before its headers' duration gets its clip pairs re-planned.
+HEADER_SLACK_S = 0.25
+HEADER_SLACK_FRACTION = 0.05
 
 
 @dataclass(frozen=True)
@@ -157,21 +161,7 @@ class Pipeline:
         with metrics.stage_timer("decode", timings):
             info = probe_video(path, self.limits)
             metrics.observe_video(info.duration_s)
-            if info.frames < 2 and info.frames != 0:  # 0 = unknown from the headers
-                raise VideoTooShort(f"the video has {info.frames} frame; at least 2 are needed")
-            plan = plan_clip_pairs(0.0, _last_frame_time(info), meta.sampling, num_clips)
-            _check_deadline(deadline)
-            video = decode_video(
-                path,
-                resize_short=meta.resize_short,
-                times=plan.all_times(),
-                limits=self.limits,
-                threads=self.decode_threads,
-            )
-            if video.frames.shape[0] < 2 and info.frames < 2:
-                raise VideoTooShort(
-                    f"only {video.frames.shape[0]} frame could be decoded; at least 2 are needed"
-                )
+            video, plan = self._decode_planned(path, info, num_clips, deadline)
         _check_deadline(deadline)
 
         with metrics.stage_timer("preprocess", timings):
@@ -203,13 +193,53 @@ class Pipeline:
             ]
         return Prediction(top=top, fusion=options.fusion, clips=clips, video=video.info, timing_s=timings)
 
+    def _decode_planned(
+        self, path: Path, info: VideoInfo, num_clips: int, deadline: float | None
+    ) -> tuple[DecodedVideo, ClipPlan]:
+        """Plan the clip pairs from the headers and decode only their frames.
+
+        When the headers do not give a duration, every frame is decoded (within the limits) and the plan
+        comes from the real timestamps; when the decoded video ends clearly before the headers said, the
+        plan is redone over the real length, so clip pairs never sit on a clamped, motionless tail.
+        """
+        meta = self.engine.meta
+        declared_last = _last_frame_time(info)
+        if declared_last <= 0:
+            video = self._decode(path, None)
+            return video, plan_clip_pairs(0.0, float(video.times[-1]), meta.sampling, num_clips)
+        plan = plan_clip_pairs(0.0, declared_last, meta.sampling, num_clips)
+        video = self._decode(path, plan.all_times())
+        decoded_last = float(video.times[-1])
+        if _header_overstates(declared_last, decoded_last):
+            logger.info(
+                "%s ends at %.2f s, headers said %.2f s: re-planning", path.name, decoded_last, declared_last
+            )
+            _check_deadline(deadline)
+            plan = plan_clip_pairs(0.0, decoded_last, meta.sampling, num_clips)
+            video = self._decode(path, plan.all_times())
+        return video, plan
+
+    def _decode(self, path: Path, times: npt.NDArray[np.float64] | None) -> DecodedVideo:
+        return decode_video(
+            path,
+            resize_short=self.engine.meta.resize_short,
+            times=times,
+            limits=self.limits,
+            threads=self.decode_threads,
+        )
+
 
 def _last_frame_time(info: VideoInfo) -> float:
-    """Time of the last frame from the headers; the decoder's nearest-frame lookup absorbs estimate errors."""
+    """Time of the last frame from the headers (0.0 when unknown)."""
     if not math.isfinite(info.duration_s) or info.duration_s <= 0:
         return 0.0
-    frame_s = 1.0 / info.fps if info.fps and math.isfinite(info.fps) and info.fps > 0 else 0.0
+    frame_s = 1.0 / info.fps if math.isfinite(info.fps) and info.fps > 0 else 0.0
     return max(0.0, float(info.duration_s) - frame_s)
+
+
+def _header_overstates(declared_last_s: float, decoded_last_s: float) -> bool:
+    """Whether the decoded video ends clearly before the headers said (truncated or lying file)."""
+    return decoded_last_s < declared_last_s - max(HEADER_SLACK_S, HEADER_SLACK_FRACTION * declared_last_s)
 
 
 def _check_deadline(deadline: float | None) -> None:
