@@ -56,7 +56,7 @@ def command(
     ] = 0.1,
     aux_weight: Annotated[
         float, typer.Option("--aux-weight", help="Weight of the auxiliary frame loss in stage 2 (0: off).")
-    ] = 0.1,
+    ] = 0.0,
     scale_min: Annotated[
         float, typer.Option("--scale-min", help="Random crop side, as a fraction of the short side: min.")
     ] = 0.8,
@@ -67,6 +67,9 @@ def command(
     val_on_test: Annotated[
         bool, typer.Option("--val-on-test", help="Validate (best.pt) on the test list instead.")
     ] = False,
+    val_clips: Annotated[
+        int, typer.Option("--val-clips", help="Clip pairs per validation video (centre crop).")
+    ] = 2,
     seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation, order and augmentation.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue exactly from OUT/last.pt.")] = False,
     device: Annotated[str, typer.Option("--device", help="cpu | cuda.")] = "cpu",
@@ -131,6 +134,7 @@ def command(
             flip=flip,
             val_fraction=val_fraction,
             val_on_test=val_on_test,
+            val_clips=val_clips,
             seed=seed,
             resume=resume,
             device=device,

@@ -135,6 +135,7 @@ def test_spatial_only_training_checkpoints_its_paths(tiny_dataset: Path, tmp_pat
     assert not any(name.startswith("temporal.") for name in checkpoint["state_dict"])
 
 
+@pytest.mark.slow  # two torch processes under torchrun: ~10-25 s on the 2-core box
 def test_ddp_two_cpu_ranks_end_with_identical_weights(tiny_dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
     command = [
@@ -168,6 +169,8 @@ def test_ddp_two_cpu_ranks_end_with_identical_weights(tiny_dataset: Path, tmp_pa
         "1",
         "--seed",
         "3",
+        "--aux-weight",  # the auxiliary head joins stage 2: DDP must see it used
+        "0.1",
         "--cache-dir",
         str(tmp_path / "ddp-cache"),
         "--no-progress",
