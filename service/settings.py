@@ -17,8 +17,18 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "FSTCN_"
-# The shipped default model (SPEC 7): models/ at the repository root, beside the installed packages.
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "fstcn-small.onnx"
+# The shipped default model (SPEC 7): models/ at the repository root, beside the packages.
+DEFAULT_MODEL_NAME = "fstcn-small.onnx"
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL_NAME
+
+
+def default_model_path() -> Path:
+    """The repository's models/fstcn-small.onnx; for a non-editable install, ./models/ when it has one."""
+    in_cwd = Path.cwd() / "models" / DEFAULT_MODEL_NAME
+    if not DEFAULT_MODEL_PATH.is_file() and in_cwd.is_file():
+        return in_cwd
+    return DEFAULT_MODEL_PATH
+
 
 # Short provider names accepted in FSTCN_PROVIDERS, in the order `auto` tries them.
 PROVIDER_NAMES: dict[str, str] = {
@@ -43,7 +53,9 @@ class Settings(BaseSettings):
     )
 
     # Model and execution
-    model_path: Path = Field(default=DEFAULT_MODEL_PATH, description="ONNX model exported by `fstcn export`.")
+    model_path: Path = Field(
+        default_factory=default_model_path, description="ONNX model exported by `fstcn export`."
+    )
     providers: str = Field(
         default="auto",
         description="`auto` (TensorRT, then CUDA, when they really load; else CPU) or a comma list of "
