@@ -313,6 +313,8 @@ def probe_video(path: Path | str, limits: VideoLimits | None = None) -> VideoInf
         frame = reader.next_frame()
         opened.guard.check()
         if frame is None:
+            if reader.packets == 0 and info.frames == 0:  # as in `_select_frames`: an empty stream
+                raise VideoTooShort("the video has no frames")
             raise InvalidVideo("the video stream has no decodable frame")
         _check_frame_size(frame.width, frame.height, limits)
         return _with_rotation(info, _rotation_cw(frame, stream))
