@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
@@ -133,10 +134,21 @@ class Pipeline:
         try:
             async with asyncio.timeout(self.request_timeout_s):
                 upload = await receive_upload(stream, content_type or "", max_bytes=self.max_upload_bytes)
-                with upload:  # removes the temporary file on every path
-                    return await self.limiter.run(
-                        lambda: self.predict_file(upload.path, options, deadline=deadline)
-                    )
+                started = threading.Event()
+
+                def job() -> Prediction:
+                    # the worker removes the file when it is done with it, even after the caller gave up
+                    started.set()
+                    try:
+                        return self.predict_file(upload.path, options, deadline=deadline)
+                    finally:
+                        upload.cleanup()
+
+                try:
+                    return await self.limiter.run(job)
+                finally:
+                    if not started.is_set():  # refused, or gave up while queued: the job never ran
+                        upload.cleanup()
         except TimeoutError:
             raise RequestTimeout(f"the request took longer than {self.request_timeout_s:g} s") from None
 
@@ -157,6 +169,7 @@ class Pipeline:
         meta = self.engine.meta
         num_clips = options.clips or meta.sampling.num_clips
         timings: dict[str, float] = {}
+        _check_deadline(deadline)  # queued past the time limit: the client already got 504
 
         with metrics.stage_timer("decode", timings):
             info = probe_video(path, self.limits)
