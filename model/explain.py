@@ -50,15 +50,20 @@ __all__ = [
     "DEFAULT_CHECKPOINT",
     "SALIENCY_METHODS",
     "Explanation",
+    "decode_all_frames",
     "explain_frames",
     "explain_video",
+    "explanation_masks",
     "load_explainer",
+    "mask_mismatch",
+    "mask_shares",
     "mask_to_crop",
     "measure_saliency_in_masks",
     "resolve_checkpoint",
     "saliency_maps",
     "saliency_mask_share",
     "save_saliency_grid",
+    "write_json",
 ]
 
 # The PyTorch twin of the shipped default model (`fstcn export` writes NAME.pt beside NAME.onnx).
@@ -354,7 +359,9 @@ def _class_index(label: str | int, labels: Sequence[str]) -> int:
     return list(labels).index(label)
 
 
-def _decode(path: Path, resize_short: int) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float64], int]:
+def decode_all_frames(
+    path: Path, resize_short: int
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float64], int]:
     """Every frame of `path` (exact timestamps, no seeking) and its display rotation."""
     from service.video.decode import decode_video
 
@@ -373,7 +380,7 @@ def explain_video(
     method: str = "gradient",
 ) -> Explanation:
     """`explain_frames` on every decoded frame of the video file at `path`."""
-    frames, times, _ = _decode(Path(path), meta.resize_short)
+    frames, times, _ = decode_all_frames(Path(path), meta.resize_short)
     return explain_frames(
         model, meta, frames, times, label=label, num_clips=num_clips, num_crops=num_crops, method=method
     )
@@ -621,8 +628,8 @@ def measure_saliency_in_masks(
             skipped.append({"path": relative, "reason": f"no masks file {masks_file} (fstcn synth --masks)"})
             continue
         masks = load_masks(masks_file)
-        frames, times, rotation = _decode(sample.path, meta.resize_short)
-        reason = _mask_mismatch(frames, rotation, masks)
+        frames, times, rotation = decode_all_frames(sample.path, meta.resize_short)
+        reason = mask_mismatch(frames, rotation, masks)
         if reason:
             skipped.append({"path": relative, "reason": reason})
             continue
@@ -666,7 +673,7 @@ def measure_saliency_in_masks(
     }
 
 
-def _mask_mismatch(frames: npt.NDArray[np.uint8], rotation: int, masks: dict[str, np.ndarray]) -> str:
+def mask_mismatch(frames: npt.NDArray[np.uint8], rotation: int, masks: dict[str, np.ndarray]) -> str:
     """Why the masks cannot be aligned with the decoded frames ('' when they can)."""
     if rotation:
         return f"display rotation {rotation}: masks are in the encoded geometry"
