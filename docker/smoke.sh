@@ -282,6 +282,31 @@ check "Prometheus: every target up (1 fstcn replica found by DNS, prometheus its
     wait_for 90 targets_up 1
 check "Prometheus: fstcn_requests_total counted the /predict request" wait_for 60 requests_counted
 
+# Every query of the Grafana dashboard is valid PromQL and evaluates without error.
+dashboard_queries_ok() {
+    python3 - "$PROM" docker/grafana/dashboards/fstcn.json <<'PY'
+import json, sys, urllib.parse, urllib.request
+prom, path = sys.argv[1], sys.argv[2]
+panels = json.load(open(path))["panels"]
+bad = 0
+for panel in panels:
+    for target in panel["targets"]:
+        expr = target["expr"].replace("$__rate_interval", "1m")
+        url = prom + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        try:
+            body = json.load(urllib.request.urlopen(url, timeout=10))
+            ok = body["status"] == "success"
+        except Exception as error:  # HTTP 400 = a bad query
+            ok, body = False, str(error)
+        if not ok:
+            bad += 1
+            print("bad query in panel", repr(panel["title"]), ":", expr, body)
+print(sum(len(p["targets"]) for p in panels), "queries,", bad, "bad")
+sys.exit(bad > 0)
+PY
+}
+check "every Grafana dashboard query evaluates in Prometheus" dashboard_queries_ok
+
 # ------------------------------------------------------------------------------------------- scale out
 log "scaling fstcn to 2 replicas"
 if [[ ${COMPOSE[0]} == docker-compose ]]; then
