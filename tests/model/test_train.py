@@ -121,6 +121,31 @@ def test_resume_continues_exactly(tiny_dataset: Path, tmp_path: Path, stop_after
     assert [(r["stage"], r["epoch"]) for r in epochs] == [(1, 1), (2, 1), (2, 2)]
 
 
+def test_time_budget_stops_cleanly_and_resumes(tiny_dataset: Path, tmp_path: Path) -> None:
+    out = tmp_path / "budget"
+    stopped = train(_config(tiny_dataset, out, max_minutes=1e-6))  # spent before the first step
+    assert not stopped.completed
+    from model.checkpoint import load_checkpoint
+
+    assert load_checkpoint(out / "last.pt")["extra"]["progress"] == {"stage": 1, "epochs_done": 0, "step": 0}
+    assert _log(out)[-1]["completed"] is False
+    assert train(_config(tiny_dataset, out, resume=True)).completed
+    _assert_same_weights(_state(out), _state_of_fresh_run(tiny_dataset, tmp_path))
+
+
+def _state_of_fresh_run(dataset: Path, tmp_path: Path, **overrides: object) -> dict[str, torch.Tensor]:
+    train(_config(dataset, tmp_path / "fresh", **overrides))
+    return _state(tmp_path / "fresh")
+
+
+def test_dataloader_workers_do_not_change_the_run(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Sample randomness is keyed by (seed, stage, epoch, index), not by the process that draws it."""
+    train(_config(tiny_dataset, tmp_path / "workers", workers=1, epochs_stage2=1))
+    _assert_same_weights(
+        _state(tmp_path / "workers"), _state_of_fresh_run(tiny_dataset, tmp_path, epochs_stage2=1)
+    )
+
+
 def test_resume_without_checkpoint_fails(tiny_dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="last.pt"):
         train(_config(tiny_dataset, tmp_path / "none", resume=True))
@@ -326,6 +351,12 @@ def test_frame_cache_decodes_once_and_skips_broken_files(tmp_path: Path) -> None
     )  # not decoded again
     other, _ = build_frame_cache([good], tmp_path / "cache", resize_short=20)
     assert other[0] is not None and other[0].frames_path != entry.frames_path
+    # decoding in spawned worker processes stores the same frames
+    pooled, pooled_failures = build_frame_cache([broken, good], tmp_path / "pool", resize_short=24, workers=2)
+    assert pooled[0] is None and list(pooled_failures) == [str(broken)]
+    assert pooled[1] is not None
+    np.testing.assert_array_equal(pooled[1].frames(), frames)
+    np.testing.assert_array_equal(pooled[1].times, entry.times)
 
 
 def test_config_rejects_bad_values(tmp_path: Path) -> None:
