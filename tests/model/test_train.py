@@ -44,6 +44,15 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def whole_run(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
+    """The weights of the default tiny run, uninterrupted (what every resumed run must reproduce)."""
+    out = tmp_path_factory.mktemp("whole")
+    torch.set_num_threads(1)
+    assert train(_config(tiny_dataset, out)).completed
+    return _state(out)
+
+
 def _config(dataset: Path, out: Path, **overrides: object) -> TrainConfig:
     values: dict[str, object] = {
         "data": str(dataset / "train"),
@@ -102,26 +111,34 @@ def test_single_process_run_writes_checkpoints_and_log(tiny_dataset: Path, tmp_p
     assert (meta.crop_size, meta.resize_short, meta.labels) == (32, 40, CLASSES)
     assert checkpoint["optimizer"] is not None
     assert (out / "best.pt").exists()
-    # the stage-1 epoch trained the lower SCL and the auxiliary head only: the weights moved
-    assert not torch.equal(checkpoint["state_dict"]["aux_classifier.3.weight"], torch.zeros(1))
+    # stage 1 trained the auxiliary head (stage 2 leaves it alone with the default aux_weight 0)
+    from model.network import fstcn
+
+    torch.manual_seed(7)
+    initial = fstcn(preset="tiny", num_classes=2).state_dict()
+    trained = checkpoint["state_dict"]
+    assert not torch.equal(trained["aux_classifier.3.weight"], initial["aux_classifier.3.weight"])
+    assert not torch.equal(trained["classifier.weight"], initial["classifier.weight"])
 
 
 @pytest.mark.parametrize("stop_after_steps", [2 + 2, 2 + 1], ids=["epoch_boundary", "mid_epoch"])
-def test_resume_continues_exactly(tiny_dataset: Path, tmp_path: Path, stop_after_steps: int) -> None:
-    whole = train(_config(tiny_dataset, tmp_path / "whole"))
-    assert whole.completed
+def test_resume_continues_exactly(
+    tiny_dataset: Path, tmp_path: Path, whole_run: dict[str, torch.Tensor], stop_after_steps: int
+) -> None:
     stopped = train(_config(tiny_dataset, tmp_path / "split", stop_after_steps=stop_after_steps))
     assert not stopped.completed
     log = _log(tmp_path / "split")
     assert log[-1]["completed"] is False
     resumed = train(_config(tiny_dataset, tmp_path / "split", resume=True))
     assert resumed.completed
-    _assert_same_weights(_state(tmp_path / "whole"), _state(tmp_path / "split"))
+    _assert_same_weights(whole_run, _state(tmp_path / "split"))
     epochs = [r for r in _log(tmp_path / "split") if r["event"] == "epoch" and not r.get("partial")]
     assert [(r["stage"], r["epoch"]) for r in epochs] == [(1, 1), (2, 1), (2, 2)]
 
 
-def test_time_budget_stops_cleanly_and_resumes(tiny_dataset: Path, tmp_path: Path) -> None:
+def test_time_budget_stops_cleanly_and_resumes(
+    tiny_dataset: Path, tmp_path: Path, whole_run: dict[str, torch.Tensor]
+) -> None:
     out = tmp_path / "budget"
     stopped = train(_config(tiny_dataset, out, max_minutes=1e-6))  # spent before the first step
     assert not stopped.completed
@@ -130,20 +147,15 @@ def test_time_budget_stops_cleanly_and_resumes(tiny_dataset: Path, tmp_path: Pat
     assert load_checkpoint(out / "last.pt")["extra"]["progress"] == {"stage": 1, "epochs_done": 0, "step": 0}
     assert _log(out)[-1]["completed"] is False
     assert train(_config(tiny_dataset, out, resume=True)).completed
-    _assert_same_weights(_state(out), _state_of_fresh_run(tiny_dataset, tmp_path))
+    _assert_same_weights(whole_run, _state(out))
 
 
-def _state_of_fresh_run(dataset: Path, tmp_path: Path, **overrides: object) -> dict[str, torch.Tensor]:
-    train(_config(dataset, tmp_path / "fresh", **overrides))
-    return _state(tmp_path / "fresh")
-
-
-def test_dataloader_workers_do_not_change_the_run(tiny_dataset: Path, tmp_path: Path) -> None:
+def test_dataloader_workers_do_not_change_the_run(
+    tiny_dataset: Path, tmp_path: Path, whole_run: dict[str, torch.Tensor]
+) -> None:
     """Sample randomness is keyed by (seed, stage, epoch, index), not by the process that draws it."""
-    train(_config(tiny_dataset, tmp_path / "workers", workers=1, epochs_stage2=1))
-    _assert_same_weights(
-        _state(tmp_path / "workers"), _state_of_fresh_run(tiny_dataset, tmp_path, epochs_stage2=1)
-    )
+    train(_config(tiny_dataset, tmp_path / "workers", workers=1))
+    _assert_same_weights(whole_run, _state(tmp_path / "workers"))
 
 
 def test_resume_without_checkpoint_fails(tiny_dataset: Path, tmp_path: Path) -> None:
