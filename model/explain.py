@@ -155,7 +155,8 @@ def saliency_maps(
 def _softmax(logits: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     exp = np.exp(shifted)
-    return (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
+    probs: npt.NDArray[np.float32] = (exp / exp.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return probs
 
 
 def _predict_probs(
@@ -502,7 +503,7 @@ def mask_to_crop(
     xs = box.left + np.arange(crop_size)
     rows = np.minimum(np.floor((ys + 0.5) * height / rh / stride).astype(np.int64), mask.shape[0] - 1)
     cols = np.minimum(np.floor((xs + 0.5) * width / rw / stride).astype(np.int64), mask.shape[1] - 1)
-    out = mask[np.ix_(rows, cols)]  # (c, c)
+    out: npt.NDArray[np.bool_] = mask[np.ix_(rows, cols)]  # (c, c)
     return out[:, ::-1] if box.flip else out
 
 

@@ -4,7 +4,7 @@ Synthetic Actions split (`--measure`)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -125,7 +125,7 @@ def command(
         explanation = explain_frames(
             model, meta, frames, times, label=label, num_clips=clips, num_crops=crops or 18, method=method
         )
-        result = {"video": str(video), "model": {"name": meta.name, "version": meta.version}}
+        result: dict[str, Any] = {"video": str(video), "model": {"name": meta.name, "version": meta.version}}
         result.update(explanation.to_dict())
         if mask is not None:
             from model.synth.dataset import load_masks

@@ -4,7 +4,7 @@ separability score per panel."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -91,13 +91,10 @@ def command(
     report = result.to_dict()
     report["failed"] = failed
     json_path = write_json(report, out.with_suffix(".json"))
-    np.savez_compressed(
-        out.with_suffix(".npz"),
-        labels=result.labels,
-        label_names=np.asarray(result.label_names),
-        **{f"features_{name}": matrix for name, matrix in features.items()},
-        **{f"embedding_{name}": matrix for name, matrix in result.embeddings.items()},
-    )
+    arrays: dict[str, Any] = {"labels": result.labels, "label_names": np.asarray(result.label_names)}
+    arrays.update({f"features_{name}": matrix for name, matrix in features.items()})
+    arrays.update({f"embedding_{name}": matrix for name, matrix in result.embeddings.items()})
+    np.savez_compressed(out.with_suffix(".npz"), **arrays)
 
     table = Table(title=f"separability ({result.settings['knn_k']}-NN leave-one-out, Euclidean)")
     table.add_column("features")
