@@ -1,0 +1,499 @@
+"""Export of the fast-path ONNX graphs: preprocessing in the graph, and the shared trunk for the crops.
+
+`export_frames_graph(checkpoint, out, crops="exact"|"shared")` writes a "frames" graph (contract in
+`model.frames_graph`): it takes the decoded uint8 frames and the sampling's index arrays, and computes
+V_diff, the normalisation and the crops in ONNX Runtime, so the host hands each frame over once instead
+of building (M*K, T, 3, c, c) float32 arrays.
+
+- `ExactCropsGraph` gathers the K crops of every frame with one Gather on the flattened pixels, then
+  runs the unchanged (BN-folded) network: the same numbers as the plain graph fed by
+  `model.clips.network_inputs`.
+- `SharedTrunkGraph` runs the lower SCL once per frame and view (as is, flipped) on the whole frame and
+  cuts each crop's s x s window out of the feature map (offsets snapped to the trunk stride, see
+  `model.frames_graph.shared_window_index`); only the upper layers run per crop. For the `small` preset
+  the trunk is ~95% of the MACs of a clip pair, and a 128 x 171 frame is 1.7 crops' worth of pixels, so
+  18 crops cost ~2 x 1.7 trunk passes instead of 18.
+
+Every export verifies itself against PyTorch before the file lands (max |dp| <= 1e-4): the exact graph
+against the unfused network on `network_inputs` crops (the plain path), the shared graph against its own
+PyTorch module, both at two frame sizes other than the traced one (H and W are dynamic axes).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+import torch
+from torch import Tensor, nn
+
+from model.checkpoint import build_model_from_checkpoint, load_checkpoint, model_meta
+from model.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
+from model.export import FP32_TOLERANCE, ExportVerificationError, _min_ir_version, fold_batchnorm
+from model.frames_graph import (
+    APPEARANCE_INDEX_INPUT,
+    CLIP_INDEX_INPUT,
+    CROP_BOXES_INPUT,
+    CROP_INDEX_INPUT,
+    DIFF_INDEX_INPUT,
+    FRAMES_INPUT,
+    GRAPH_KEY,
+    VIEWS_INPUT,
+    GraphInfo,
+    frame_feeds,
+    trunk_layers,
+)
+from model.meta import APPEARANCE_INPUT, META_KEY, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
+from model.network import FstCN
+
+logger = logging.getLogger(__name__)
+
+OPSET = 17
+
+
+def graph_info(network: FstCN, crops: str) -> GraphInfo:
+    """The `GraphInfo` of `network`'s lower SCL for crop mode `crops`."""
+    config = network.config
+    return GraphInfo(
+        crops=crops,
+        crop_size=config.crop_size,
+        trunk=trunk_layers(
+            config.lower_kernels, config.lower_strides, config.pool_kernel, config.pool_stride
+        ),
+    )
+
+
+class _FramesGraph(nn.Module):
+    """Common part: normalisation constants and the appearance / V_diff arithmetic of `model.clips`."""
+
+    def __init__(self, network: FstCN, meta: ModelMeta) -> None:
+        super().__init__()
+        if network.spatial is None or network.temporal is None:
+            raise ValueError("frames graphs need a two-path network (paths='both')")
+        self.network = network
+        self.crop = meta.crop_size
+        self.clip_length = meta.sampling.clip_length
+        self.register_buffer("mean", torch.tensor(meta.mean, dtype=torch.float32))
+        self.register_buffer("std", torch.tensor(meta.std, dtype=torch.float32))
+        # the very float32 constant of network_inputs: d * float32(diff_scale / 255)
+        self.diff_scale = float(np.float32(meta.diff_scale / 255.0))
+
+    def appearance(self, x: Tensor) -> Tensor:
+        """uint8 (..., 3) -> float32 (x / 255 - mean) / std, channels last."""
+        return (x.float() / 255.0 - self.mean) / self.std
+
+    def motion(self, partner: Tensor, frame: Tensor) -> Tensor:
+        """uint8 V[t + d_t], V[t] (..., 3) -> float32 (V[t + d_t] - V[t]) * diff_scale / 255."""
+        return (partner.float() - frame.float()) * self.diff_scale
+
+
+class SharedTrunkGraph(_FramesGraph):
+    """frames, indices, views (V, W), crop_index (K, s, s) into the (V, fh, fw) trunk maps -> probs."""
+
+    def __init__(self, network: FstCN, meta: ModelMeta) -> None:
+        super().__init__(network, meta)
+        self.side = network.config.lower_size
+
+    def forward(
+        self,
+        frames: Tensor,
+        appearance_index: Tensor,
+        clip_index: Tensor,
+        diff_index: Tensor,
+        crop_index: Tensor,
+        views: Tensor,
+    ) -> Tensor:
+        s, t = self.side, self.clip_length
+        num_clips = appearance_index.shape[0]
+        num_crops = crop_index.shape[0]
+        num_views = views.shape[0]
+        appearance = self.appearance(frames.index_select(0, appearance_index))  # (M, H, W, 3)
+        motion = self.motion(
+            frames.index_select(0, diff_index.reshape(-1)), frames.index_select(0, clip_index.reshape(-1))
+        )  # (M*T, H, W, 3)
+        x = torch.cat([appearance, motion]).permute(0, 3, 1, 2)  # (n, 3, H, W), n = M + M*T
+        n = x.shape[0]
+        # view 1 (flipped frames) only when a flipped crop is asked for: an empty slice when V = 1
+        x = torch.cat([x, x[: n * (num_views - 1)].flip(3)])  # (V*n, 3, H, W), view-major
+        features = self.network.lower(x)  # (V*n, C, fh, fw)
+        channels, fh, fw = features.shape[1], features.shape[2], features.shape[3]
+        # channels last, so that each window position is one contiguous block of C floats to gather:
+        # (V*n, C, fh, fw) -> (V, n, fh, fw, C) -> (n, V, fh, fw, C) -> (n, V*fh*fw, C)
+        features = features.reshape(-1, n, channels, fh, fw).permute(1, 0, 3, 4, 2).reshape(n, -1, channels)
+        windows = features.index_select(1, crop_index.reshape(-1))  # (n, K*s*s, C)
+        # (n, K*s*s, C) -> (n, K, s, s, C) -> (n, K, C, s, s)
+        windows = windows.reshape(n, num_crops, s, s, channels).permute(0, 1, 4, 2, 3)
+        spatial_in = windows[:num_clips].reshape(-1, channels, s, s)  # (M*K, C, s, s)
+        # (M*T, K, C, s, s) -> (M, T, K, C, s, s) -> (M, K, T, C, s, s) -> (M*K*T, C, s, s)
+        temporal_in = windows[num_clips:].reshape(num_clips, t, num_crops, channels, s, s)
+        temporal_in = temporal_in.permute(0, 2, 1, 3, 4, 5).reshape(-1, channels, s, s)
+        net = self.network
+        assert net.spatial is not None and net.temporal is not None
+        fused = net.fusion(torch.cat([net.spatial(spatial_in), net.temporal(temporal_in)], dim=1))
+        return torch.softmax(net.classifier(fused), dim=1)
+
+
+@dataclass(frozen=True)
+class FramesExportResult:
+    onnx_path: Path
+    meta: ModelMeta
+    info: GraphInfo
+    max_abs_diff: dict[str, float]  # check name -> max |p_graph - p_reference|
+
+
+# ---------------------------------------------------------------------------------------------- exact
+
+
+def exact_frames_graph(plain: onnx.ModelProto) -> onnx.ModelProto:
+    """The exact-crops frames graph: hand-built ONNX preprocessing in front of the plain graph `plain`.
+
+    frames (F, H, W, 3) uint8 -> appearance (M, H, W, 3), V_diff (M*T, H, W, 3) float32 normalised as
+    `model.clips.network_inputs` does -> NCHW -> one Loop over crop_boxes (K, 3) slicing (n, 3, c, c)
+    crops (flip = a second Slice with step -1) -> (M*K, 3, c, c), (M*K, T, 3, c, c) -> the plain graph.
+    """
+    from onnx import TensorProto, compose, helper
+
+    meta = _plain_meta(plain)
+    c, t = meta.crop_size, meta.sampling.clip_length
+    scale = float(np.float32(meta.diff_scale / 255.0))
+
+    def const(name: str, values: Any, dtype: Any = np.int64) -> onnx.NodeProto:
+        array = np.asarray(values, dtype=dtype)
+        return helper.make_node("Constant", [], [name], value=onnx.numpy_helper.from_array(array, name))
+
+    # Loop body: iteration i -> crop i of x (n, 3, H, W) by one Slice; a flipped crop walks its columns
+    # backwards (step -1 from left + c - 1 down to left - 1, or past the start when left is 0)
+    body_nodes = [
+        const("b_zero", [0]),
+        helper.make_node("Unsqueeze", ["i", "b_zero"], ["i1"]),
+        helper.make_node("Gather", ["boxes", "i1"], ["box2"], axis=0),  # (1, 3)
+        const("b_three", [3]),
+        helper.make_node("Reshape", ["box2", "b_three"], ["box"]),  # (3,) top, left, flip
+        const("b_at0", [0]),
+        const("b_at1", [1]),
+        const("b_at2", [2]),
+        helper.make_node("Gather", ["box", "b_at0"], ["top"]),  # (1,)
+        helper.make_node("Gather", ["box", "b_at1"], ["left"]),
+        helper.make_node("Gather", ["box", "b_at2"], ["flip"]),
+        const("b_c", [c]),
+        const("b_c1", [c - 1]),
+        const("b_one", [1]),
+        const("b_two", [2]),
+        const("b_past", [-(2**62)]),
+        helper.make_node("Add", ["top", "b_c"], ["bottom"]),
+        helper.make_node("Mul", ["flip", "b_c1"], ["flip_shift"]),
+        helper.make_node("Add", ["left", "flip_shift"], ["start_w"]),
+        helper.make_node("Add", ["left", "b_c"], ["right"]),
+        helper.make_node("Sub", ["left", "b_one"], ["left_1"]),
+        helper.make_node("Equal", ["left", "b_zero"], ["at_edge"]),
+        helper.make_node("Where", ["at_edge", "b_past", "left_1"], ["end_flipped"]),
+        helper.make_node("Cast", ["flip"], ["is_flip"], to=TensorProto.BOOL),
+        helper.make_node("Where", ["is_flip", "end_flipped", "right"], ["end_w"]),
+        helper.make_node("Mul", ["flip", "b_two"], ["flip2"]),
+        helper.make_node("Sub", ["b_one", "flip2"], ["step_w"]),
+        helper.make_node("Concat", ["top", "start_w"], ["starts"], axis=0),
+        helper.make_node("Concat", ["bottom", "end_w"], ["ends"], axis=0),
+        helper.make_node("Concat", ["b_one", "step_w"], ["steps"], axis=0),
+        const("b_axes", [2, 3]),
+        helper.make_node("Slice", ["x", "starts", "ends", "b_axes", "steps"], ["crop_out"]),  # (n, 3, c, c)
+        helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+    ]
+    body = helper.make_graph(
+        body_nodes,
+        "crop_body",
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("crop_out", TensorProto.FLOAT, None),
+        ],
+    )
+    nodes = [
+        const("minus_one", [-1]),
+        const("zero", [0]),
+        const("mean", np.asarray(meta.mean, np.float32), np.float32),
+        const("std", np.asarray(meta.std, np.float32), np.float32),
+        const("f255", np.float32(255.0), np.float32),
+        const("scale", np.float32(scale), np.float32),
+        helper.make_node("Reshape", [CLIP_INDEX_INPUT, "minus_one"], ["clip_flat"]),
+        helper.make_node("Reshape", [DIFF_INDEX_INPUT, "minus_one"], ["diff_flat"]),
+        helper.make_node("Gather", [FRAMES_INPUT, APPEARANCE_INDEX_INPUT], ["app_u8"], axis=0),
+        helper.make_node("Gather", [FRAMES_INPUT, "clip_flat"], ["clip_u8"], axis=0),
+        helper.make_node("Gather", [FRAMES_INPUT, "diff_flat"], ["diff_u8"], axis=0),
+        helper.make_node("Cast", ["app_u8"], ["app_f"], to=TensorProto.FLOAT),
+        helper.make_node("Div", ["app_f", "f255"], ["app_01"]),
+        helper.make_node("Sub", ["app_01", "mean"], ["app_c"]),
+        helper.make_node("Div", ["app_c", "std"], ["app_n"]),  # (M, H, W, 3)
+        helper.make_node("Cast", ["clip_u8"], ["clip_f"], to=TensorProto.FLOAT),
+        helper.make_node("Cast", ["diff_u8"], ["diff_f"], to=TensorProto.FLOAT),
+        helper.make_node("Sub", ["diff_f", "clip_f"], ["mot_d"]),
+        helper.make_node("Mul", ["mot_d", "scale"], ["mot_n"]),  # (M*T, H, W, 3)
+        helper.make_node("Concat", ["app_n", "mot_n"], ["x_nhwc"], axis=0),  # (n, H, W, 3)
+        helper.make_node("Transpose", ["x_nhwc"], ["x"], perm=[0, 3, 1, 2]),  # (n, 3, H, W)
+        helper.make_node("Shape", [CROP_BOXES_INPUT], ["boxes_shape"]),
+        helper.make_node("Gather", ["boxes_shape", "zero"], ["num_crops"]),  # (1,)
+        helper.make_node("Reshape", ["num_crops", "minus_one"], ["k1"]),
+        helper.make_node("Squeeze", ["k1"], ["trip"]),
+        helper.make_node("Identity", [CROP_BOXES_INPUT], ["boxes"]),
+        const("true_c", np.array(True), np.bool_),
+        helper.make_node("Loop", ["trip", "true_c"], ["crops"], body=body),  # (K, n, 3, c, c)
+        helper.make_node("Shape", [APPEARANCE_INDEX_INPUT], ["m1"]),  # (1,) = M
+        const("big", [np.iinfo(np.int64).max]),
+        const("axis1", [1]),
+        helper.make_node("Slice", ["crops", "zero", "m1", "axis1"], ["app_k"]),  # (K, M, 3, c, c)
+        helper.make_node("Slice", ["crops", "m1", "big", "axis1"], ["mot_k"]),  # (K, M*T, 3, c, c)
+        helper.make_node("Transpose", ["app_k"], ["app_mk"], perm=[1, 0, 2, 3, 4]),  # (M, K, 3, c, c)
+        const("app_shape", [-1, 3, c, c]),
+        helper.make_node("Reshape", ["app_mk", "app_shape"], ["pre_appearance"]),  # (M*K, 3, c, c)
+        helper.make_node("Concat", ["k1", "m1"], ["km"], axis=0),
+        const("mot_tail", [t, 3, c, c]),
+        helper.make_node("Concat", ["km", "mot_tail"], ["mot_shape6"], axis=0),  # (K, M, T, 3, c, c)
+        helper.make_node("Reshape", ["mot_k", "mot_shape6"], ["mot_6"]),
+        helper.make_node("Transpose", ["mot_6"], ["mot_mk"], perm=[1, 0, 2, 3, 4, 5]),  # (M, K, T, 3, c, c)
+        const("mot_shape", [-1, t, 3, c, c]),
+        helper.make_node("Reshape", ["mot_mk", "mot_shape"], ["pre_motion"]),  # (M*K, T, 3, c, c)
+    ]
+    pre = helper.make_graph(
+        nodes,
+        "fstcn_frames_preprocessing",
+        [
+            helper.make_tensor_value_info(FRAMES_INPUT, TensorProto.UINT8, ["frames", "height", "width", 3]),
+            helper.make_tensor_value_info(APPEARANCE_INDEX_INPUT, TensorProto.INT64, ["clips"]),
+            helper.make_tensor_value_info(CLIP_INDEX_INPUT, TensorProto.INT64, ["clips", t]),
+            helper.make_tensor_value_info(DIFF_INDEX_INPUT, TensorProto.INT64, ["clips", t]),
+            helper.make_tensor_value_info(CROP_BOXES_INPUT, TensorProto.INT64, ["crops", 3]),
+        ],
+        [
+            helper.make_tensor_value_info("pre_appearance", TensorProto.FLOAT, ["rows", 3, c, c]),
+            helper.make_tensor_value_info("pre_motion", TensorProto.FLOAT, ["rows", t, 3, c, c]),
+        ],
+    )
+    opset = max(o.version for o in plain.opset_import if o.domain in ("", "ai.onnx"))
+    pre_model = helper.make_model(pre, opset_imports=[helper.make_opsetid("", opset)])
+    pre_model.ir_version = plain.ir_version
+    merged = compose.merge_models(
+        pre_model,
+        plain,
+        io_map=[("pre_appearance", APPEARANCE_INPUT), ("pre_motion", MOTION_INPUT)],
+        prefix2="net_",
+    )
+    _rename_output(merged, f"net_{PROBS_OUTPUT}", PROBS_OUTPUT)
+    del merged.metadata_props[:]
+    return merged
+
+
+def _rename_output(model: onnx.ModelProto, old: str, new: str) -> None:
+    for node in model.graph.node:
+        node.output[:] = [new if name == old else name for name in node.output]
+    for value in model.graph.output:
+        if value.name == old:
+            value.name = new
+
+
+def _plain_meta(plain: onnx.ModelProto) -> ModelMeta:
+    props = {prop.key: prop.value for prop in plain.metadata_props}
+    if META_KEY not in props:
+        raise ValueError(f"the plain graph has no '{META_KEY}' metadata: not an `fstcn export` file")
+    return ModelMeta.from_json(props[META_KEY])
+
+
+def export_exact_graph(plain_path: str | Path, out: str | Path, *, seed: int = 0) -> FramesExportResult:
+    """Write the exact-crops frames graph of the plain model `plain_path` to `out`, verified against it."""
+    out = _check_out(out)
+    plain = onnx.load(str(plain_path))
+    meta = _plain_meta(plain)
+    if meta.precision != "fp32":
+        raise ValueError("frames graphs are built from the fp32 model")
+    info = GraphInfo(crops="exact", crop_size=meta.crop_size)
+    merged = exact_frames_graph(plain)
+    merged.metadata_props.add(key=META_KEY, value=meta.to_json())
+    merged.metadata_props.add(key=GRAPH_KEY, value=info.to_json())
+    onnx.checker.check_model(merged)
+    serialised = merged.SerializeToString()
+    plain_session = _session(plain.SerializeToString())
+
+    def reference(example: dict[str, Any], feeds: dict[str, Any], num_crops: int) -> npt.NDArray[np.float32]:
+        appearance, motion = gather_clip_pairs(example["frames"], example["times"], example["plan"])
+        app, mot = network_inputs(appearance, motion, meta, num_crops)
+        (probs,) = plain_session.run([PROBS_OUTPUT], {APPEARANCE_INPUT: app, MOTION_INPUT: mot})
+        return np.asarray(probs)
+
+    diffs = _verify(serialised, meta, info, reference, seed)
+    _write(out, serialised)
+    logger.info("exported exact frames graph %s; max |dp| %s", out, diffs)
+    return FramesExportResult(out, meta, info, diffs)
+
+
+# --------------------------------------------------------------------------------------------- shared
+
+
+def export_trunk_graph(
+    checkpoint: dict[str, Any] | str | Path,
+    out: str | Path,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    seed: int = 0,
+) -> FramesExportResult:
+    """Write the verified shared-trunk frames graph of `checkpoint` to `out` (see the module doc)."""
+    out = _check_out(out)
+    if not isinstance(checkpoint, dict):
+        checkpoint = load_checkpoint(checkpoint)
+    network, _ = build_model_from_checkpoint(checkpoint)
+    meta = model_meta(checkpoint, name=name, version=version)
+    info = graph_info(network, "shared")
+    graph = SharedTrunkGraph(fold_batchnorm(network), meta).eval()
+    onnx_model = _trace(graph, meta, info)
+    onnx_model.metadata_props.add(key=META_KEY, value=meta.to_json())
+    onnx_model.metadata_props.add(key=GRAPH_KEY, value=info.to_json())
+    onnx.checker.check_model(onnx_model)
+    serialised = onnx_model.SerializeToString()
+
+    def reference(example: dict[str, Any], feeds: dict[str, Any], num_crops: int) -> npt.NDArray[np.float32]:
+        with torch.no_grad():
+            return graph(*(torch.from_numpy(feeds[name]) for name in info.inputs)).numpy()
+
+    diffs = _verify(serialised, meta, info, reference, seed)
+    _write(out, serialised)
+    logger.info("exported shared-trunk graph %s; max |dp| %s", out, diffs)
+    return FramesExportResult(out, meta, info, diffs)
+
+
+def export_fast_graphs(
+    checkpoint: dict[str, Any] | str | Path, plain_path: str | Path
+) -> dict[str, FramesExportResult]:
+    """Both fast graphs beside the plain model `models/NAME.onnx`: NAME.frames.onnx and NAME.trunk.onnx.
+
+    The shared-trunk graph takes its weights from `checkpoint` (e.g. the NAME.pt twin of the export).
+    """
+    paths = frames_graph_paths(plain_path)
+    plain_meta = _plain_meta(onnx.load(str(plain_path), load_external_data=False))
+    return {
+        "exact": export_exact_graph(plain_path, paths["exact"]),
+        "shared": export_trunk_graph(
+            checkpoint, paths["shared"], name=plain_meta.name, version=plain_meta.version
+        ),
+    }
+
+
+# -------------------------------------------------------------------------------------------- helpers
+
+
+def _check_out(out: str | Path) -> Path:
+    out = Path(out)
+    if out.suffix != ".onnx":
+        raise ValueError(f"the output must end in .onnx, got {out}")
+    return out
+
+
+def _write(out: Path, serialised: bytes) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(serialised)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _session(serialised: bytes) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(serialised, options, providers=["CPUExecutionProvider"])
+
+
+def example_frames(
+    meta: ModelMeta, height: int, width: int, *, num_clips: int = 2, seed: int = 0
+) -> dict[str, Any]:
+    """Random frames (F, H, W, 3) uint8, their times at ref_fps and a plan of `num_clips` pairs."""
+    rng = np.random.default_rng(seed)
+    params = meta.sampling
+    num_frames = params.span_frames + 8
+    frames = rng.integers(0, 256, size=(num_frames, height, width, 3), dtype=np.uint8)
+    times = np.arange(num_frames) / params.ref_fps
+    plan = plan_clip_pairs(0.0, float(times[-1]), params, num_clips)
+    return {"frames": frames, "times": times, "plan": plan}
+
+
+def _trace(graph: SharedTrunkGraph, meta: ModelMeta, info: GraphInfo) -> onnx.ModelProto:
+    """Trace at a non-square size bigger than the crop; every axis but channels and T is dynamic."""
+    size = meta.resize_short
+    example = example_frames(meta, size + 3, size + 21, seed=1)
+    feeds = frame_feeds(example["frames"], example["times"], example["plan"], info, 18)
+    names = list(info.inputs)
+    dynamic: dict[str, dict[int, str]] = {
+        FRAMES_INPUT: {0: "frames", 1: "height", 2: "width"},
+        APPEARANCE_INDEX_INPUT: {0: "clips"},
+        CLIP_INDEX_INPUT: {0: "clips"},
+        DIFF_INDEX_INPUT: {0: "clips"},
+        CROP_INDEX_INPUT: {0: "crops"},
+        VIEWS_INPUT: {0: "views"},
+        PROBS_OUTPUT: {0: "rows"},
+    }
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings: sizes are recorded as graph values on purpose
+        torch.onnx.export(
+            graph,
+            tuple(torch.from_numpy(feeds[name]) for name in names),
+            buffer,  # type: ignore[arg-type]
+            input_names=names,
+            output_names=[PROBS_OUTPUT],
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    onnx_model = onnx.load_from_string(buffer.getvalue())
+    onnx_model.ir_version = _min_ir_version(OPSET)
+    return onnx_model
+
+
+def _verify(
+    serialised: bytes,
+    meta: ModelMeta,
+    info: GraphInfo,
+    reference: Any,
+    seed: int,
+) -> dict[str, float]:
+    """max |p_graph - p_reference| at two frame sizes and 18/2/1 crops; ExportVerificationError > 1e-4."""
+    session = _session(serialised)
+    size = meta.resize_short
+    diffs: dict[str, float] = {}
+    for height, width in ((size, size + 43), (size + 29, size)):
+        example = example_frames(meta, height, width, seed=seed)
+        for num_crops in (18, 2, 1):
+            feeds = frame_feeds(example["frames"], example["times"], example["plan"], info, num_crops)
+            (probs,) = session.run([PROBS_OUTPUT], feeds)
+            expected = reference(example, feeds, num_crops)
+            if probs.shape != expected.shape:
+                raise ExportVerificationError(f"graph gave {probs.shape}, reference {expected.shape}")
+            diffs[f"{height}x{width}, {num_crops} crops"] = float(np.max(np.abs(probs - expected)))
+    worst = max(diffs, key=diffs.__getitem__)
+    if not diffs[worst] <= FP32_TOLERANCE:
+        raise ExportVerificationError(
+            f"the {info.crops} frames graph disagrees with its reference: max |dp| = {diffs[worst]:.3g} on "
+            f"{worst!r} > {FP32_TOLERANCE:g} (all: {diffs})"
+        )
+    return diffs
+
+
+def frames_graph_paths(model_path: str | Path) -> dict[str, Path]:
+    """Where the fast graphs of `models/NAME.onnx` live: NAME.frames.onnx (exact), NAME.trunk.onnx."""
+    stem = Path(model_path).with_suffix("")
+    return {
+        "exact": stem.with_name(f"{stem.name}.frames.onnx"),
+        "shared": stem.with_name(f"{stem.name}.trunk.onnx"),
+    }

@@ -1,0 +1,178 @@
+"""Fast-path graphs on the tiny preset: the exact frames graph reproduces the plain graph bit for bit,
+the shared trunk reproduces exact crops where the geometry makes that possible, and the geometry helpers
+put windows where the crops are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from model.checkpoint import save_checkpoint
+from model.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
+from model.export import export_model
+from model.fastpaths import example_frames, export_fast_graphs, frames_graph_paths
+from model.frames_graph import (
+    GRAPH_KEY,
+    GraphInfo,
+    TrunkLayer,
+    crop_box_array,
+    frame_feeds,
+    frame_indices,
+    shared_window_index,
+    snapped_offsets,
+    trunk_layers,
+)
+from model.meta import META_KEY, ModelMeta
+from model.network import fstcn
+from model.presets import PRESETS
+
+torch.set_num_threads(1)
+LABELS = ["a", "b", "c", "d"]
+
+
+def _checkpoint(path: Path, **overrides: Any) -> Path:
+    torch.manual_seed(0)
+    model = fstcn(preset="tiny", num_classes=len(LABELS), **overrides)
+    with torch.no_grad():  # spread the logits so that probabilities are not all ~1/N
+        model.classifier.weight.mul_(20.0)
+    model.train()
+    model(torch.randn(8, 3, 32, 32), torch.randn(8, 5, 3, 32, 32))  # move the BN statistics
+    model.eval()
+    return save_checkpoint(
+        path, model=model, config=model.config, labels=LABELS, sampling=model.config.sampling, epoch=1
+    )
+
+
+def _export(root: Path, **overrides: Any) -> tuple[Path, dict[str, Path]]:
+    checkpoint = _checkpoint(root / "ckpt.pt", **overrides)
+    plain = export_model(checkpoint, root / "tiny.onnx", write_checkpoint=False).onnx_path
+    results = export_fast_graphs(checkpoint, plain)
+    return plain, {mode: result.onnx_path for mode, result in results.items()}
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    return _export(tmp_path_factory.mktemp("fast"))
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def _meta_info(session: ort.InferenceSession) -> tuple[ModelMeta, GraphInfo]:
+    props = session.get_modelmeta().custom_metadata_map
+    return ModelMeta.from_json(props[META_KEY]), GraphInfo.from_json(props[GRAPH_KEY])
+
+
+def _plain_probs(session: ort.InferenceSession, meta: ModelMeta, ex: dict[str, Any], crops: int) -> Any:
+    appearance, motion = gather_clip_pairs(ex["frames"], ex["times"], ex["plan"])
+    app, mot = network_inputs(appearance, motion, meta, crops)
+    return session.run(["probs"], {"appearance": app, "motion": mot})[0]
+
+
+def test_fast_graphs_sit_beside_the_model_and_describe_themselves(
+    graphs: tuple[Path, dict[str, Path]],
+) -> None:
+    plain, paths = graphs
+    assert paths == frames_graph_paths(plain)
+    assert paths["exact"].name == "tiny.frames.onnx" and paths["shared"].name == "tiny.trunk.onnx"
+    plain_meta = ModelMeta.from_json({p.key: p.value for p in onnx.load(plain).metadata_props}[META_KEY])
+    for mode, path in paths.items():
+        meta, info = _meta_info(_session(path))
+        assert meta == plain_meta and info.crops == mode and info.crop_size == 32
+        assert [i.name for i in _session(path).get_inputs()] == list(info.inputs)
+
+
+@pytest.mark.parametrize("size", [(40, 61), (53, 40), (40, 40)])
+@pytest.mark.parametrize("crops", [1, 2, 9, 18])
+def test_exact_frames_graph_equals_the_plain_graph(
+    graphs: tuple[Path, dict[str, Path]], size: tuple[int, int], crops: int
+) -> None:
+    plain_path, paths = graphs
+    plain, frames = _session(plain_path), _session(paths["exact"])
+    meta, info = _meta_info(frames)
+    ex = example_frames(meta, *size, num_clips=3, seed=7)
+    (probs,) = frames.run(["probs"], frame_feeds(ex["frames"], ex["times"], ex["plan"], info, crops))
+    expected = _plain_probs(plain, meta, ex, crops)
+    assert probs.shape == (3 * crops, len(LABELS))
+    np.testing.assert_allclose(probs, expected, atol=1e-6)
+    assert probs.std() > 1e-3  # a real test: the model's outputs depend on the input
+
+
+@pytest.mark.parametrize("crops", [1, 2, 9, 18])
+def test_shared_trunk_equals_exact_crops_on_a_crop_sized_frame(
+    graphs: tuple[Path, dict[str, Path]], crops: int
+) -> None:
+    """Frame = crop: every position coincides, so only the flips and row order are left to get right."""
+    plain_path, paths = graphs
+    plain, trunk = _session(plain_path), _session(paths["shared"])
+    meta, info = _meta_info(trunk)
+    ex = example_frames(meta, 32, 32, num_clips=2, seed=3)
+    (probs,) = trunk.run(["probs"], frame_feeds(ex["frames"], ex["times"], ex["plan"], info, crops))
+    np.testing.assert_allclose(probs, _plain_probs(plain, meta, ex, crops), atol=1e-5)
+
+
+def test_shared_trunk_is_exact_when_the_trunk_is_local_and_offsets_are_aligned(tmp_path: Path) -> None:
+    """1x1 convs and non-overlapping pools have no padding and no halo: a window of the whole frame's
+    feature map then IS the crop's feature map, if the crop offsets fall on the stride (here 4)."""
+    plain_path, paths = _export(tmp_path, lower_kernels=(1, 1, 1, 1), pool_kernel=2, pool_stride=2)
+    plain, trunk = _session(plain_path), _session(paths["shared"])
+    meta, info = _meta_info(trunk)
+    assert info.stride == 4
+    ex = example_frames(meta, 40, 56, num_clips=2, seed=5)  # tops 0, 4, 8; lefts 0, 12, 24
+    assert all(
+        off == (box[0], box[1] if not box[2] else 56 - 32 - box[1])
+        for off, box in zip(snapped_offsets(40, 56, info, 18), crop_box_array(40, 56, 32, 18), strict=True)
+    )
+    (probs,) = trunk.run(["probs"], frame_feeds(ex["frames"], ex["times"], ex["plan"], info, 18))
+    np.testing.assert_allclose(probs, _plain_probs(plain, meta, ex, 18), atol=1e-5)
+
+
+def test_trunk_geometry_matches_the_presets() -> None:
+    for config in PRESETS.values():
+        layers = trunk_layers(
+            config.lower_kernels, config.lower_strides, config.pool_kernel, config.pool_stride
+        )
+        info = GraphInfo(crops="shared", crop_size=config.crop_size, trunk=layers)
+        assert info.feature_size(config.crop_size) == config.lower_size
+    small = PRESETS["small"]
+    layers = trunk_layers(small.lower_kernels, small.lower_strides, small.pool_kernel, small.pool_stride)
+    info = GraphInfo(crops="shared", crop_size=112, trunk=layers)
+    assert info.stride == 16 and info.feature_size(128) == 7 and info.feature_size(171) == 10
+    # a 320x240 video resized to 128x171: exact tops 0, 8, 16 and lefts 0, 29, 59 snap to the 16 grid
+    offsets = snapped_offsets(128, 171, info, 9)
+    assert offsets == [(r, c) for r in (0, 16, 16) for c in (0, 32, 64)]
+    assert GraphInfo.from_json(info.to_json()) == info
+
+
+def test_shared_windows_stay_inside_their_view() -> None:
+    info = GraphInfo(crops="shared", crop_size=32, trunk=(TrunkLayer(3, 2, 1), TrunkLayer(3, 2, 0)))
+    side, fh, fw = info.feature_size(32), info.feature_size(45), info.feature_size(77)
+    views, windows = shared_window_index(45, 77, info, 18)
+    assert views.tolist() == [0, 1] and windows.shape == (18, side, side)
+    assert np.all(windows[:9] < fh * fw) and np.all(windows[9:] >= fh * fw)
+    assert np.all(windows < 2 * fh * fw)
+    views, windows = shared_window_index(45, 77, info, 9)
+    assert views.tolist() == [0]  # no flipped crop: the flipped view is not computed
+    with pytest.raises(ValueError):
+        GraphInfo(crops="shared", crop_size=32)
+    with pytest.raises(ValueError):
+        GraphInfo(crops="sideways", crop_size=32)
+
+
+def test_frame_indices_pick_what_gather_clip_pairs_picks() -> None:
+    meta = ModelMeta(name="t", version="1", preset="tiny", labels=("a", "b"), resize_short=8, crop_size=8)
+    rng = np.random.default_rng(0)
+    times = np.cumsum(rng.uniform(0.02, 0.06, 90))  # variable frame rate
+    frames = rng.integers(0, 256, size=(90, 8, 8, 3), dtype=np.uint8)
+    plan = plan_clip_pairs(float(times[0]), float(times[-1]), meta.sampling, 4)
+    appearance, clip, diff = frame_indices(times, plan)
+    app_ref, mot_ref = gather_clip_pairs(frames, times, plan)
+    np.testing.assert_array_equal(frames[appearance], app_ref)
+    np.testing.assert_array_equal(frames[diff].astype(np.int16) - frames[clip], mot_ref)
