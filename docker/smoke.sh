@@ -17,7 +17,7 @@
 #   SMOKE_KEEP=1        leave the stack running at the end (for debugging)
 #   SMOKE_IMAGE_ARGS    extra `docker build` arguments for the serving image
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 ROOT=$(pwd)
 
 PROJECT=fstcn-smoke
@@ -136,6 +136,7 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # ------------------------------------------------------------------------------------------- images
 log "base image"
@@ -320,9 +321,8 @@ check "Prometheus: 2 fstcn replicas discovered and up" wait_for 90 targets_up 2
 
 # Both replicas answer through the load balancer: nginx reports the replica it used (X-Upstream-Addr).
 two_replicas_answer() {
-    local i
     : >"$WORK/upstreams"
-    for i in $(seq 40); do
+    for _ in $(seq 40); do
         curl -fsS -D - -o /dev/null "$LB/v1/model" | tr -d '\r' |
             awk 'tolower($1) == "x-upstream-addr:" { print $2 }' >>"$WORK/upstreams" || return 1
     done
