@@ -6,6 +6,11 @@ then CUDA, and keeps one only when the session really runs on it (`session.get_p
 it says so in one log line and runs on CPU. `Engine.infer(appearance, motion) -> probs` is blocking and
 thread-safe; with batching on, concurrent calls are merged by a `DynamicBatcher`.
 
+A model file that carries `fstcn_graph` metadata is a fast-path "frames" graph (`model.frames_graph`:
+uint8 frames and index arrays in, crops and normalisation inside the graph, optionally a shared trunk
+for the crops); `Engine.graph` then describes it and the data plane calls `infer_frames(feeds)`
+instead of `infer`. Cross-request batching applies to plain graphs only.
+
 `ConcurrencyLimiter` is the admission control of the data plane: a bounded number of jobs run in
 worker threads, a bounded queue waits, anything beyond is refused at once with `Overloaded`. A job's
 slot is held until its thread really finishes, even when the caller has given up (timeout), so
@@ -32,6 +37,8 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
+from model.clips import plan_clip_pairs
+from model.frames_graph import GRAPH_KEY, GraphInfo, frame_feeds
 from model.meta import APPEARANCE_INPUT, META_KEY, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
 from service import metrics
 from service.batching import DynamicBatcher
@@ -76,14 +83,20 @@ class Engine:
         *,
         model_path: Path,
         batching: BatchingOptions | None = None,
+        graph: GraphInfo | None = None,
     ) -> None:
         self.session = session
         self.meta = meta
         self.model_path = model_path
+        self.graph = graph
         self.providers: list[str] = list(session.get_providers())
         self._ready = threading.Event()
         self._batcher: DynamicBatcher[tuple[FloatArray, FloatArray], FloatArray] | None = None
-        if batching is not None:
+        if batching is not None and graph is not None:
+            logger.warning(
+                "cross-request batching applies to plain graphs only; %s is a frames graph", model_path
+            )
+        elif batching is not None:
             self._batcher = DynamicBatcher(
                 self._run_many, max_batch_size=batching.max_batch_size, max_delay_s=batching.max_delay_s
             )
@@ -114,7 +127,11 @@ class Engine:
         # from a GPU provider that does not load.
         cpu_session = _create_session(path, options, [CPU], quiet=False)
         meta = read_model_meta(cpu_session, path)
-        check_io(cpu_session, meta, path)
+        graph = read_graph_info(cpu_session, path)
+        if graph is None:
+            check_io(cpu_session, meta, path)
+        else:
+            check_frames_io(cpu_session, graph, path)
 
         wanted = list(providers) if providers is not None else list(AUTO_PROVIDERS)
         if wanted == [CPU]:
@@ -122,9 +139,15 @@ class Engine:
         else:
             del cpu_session
             session = _session_on_providers(
-                path, options, wanted, meta, auto=providers is None, trt_cache_dir=trt_cache_dir
+                path,
+                options,
+                wanted,
+                meta,
+                auto=providers is None,
+                trt_cache_dir=trt_cache_dir,
+                frames_graph=graph is not None,
             )
-        engine = cls(session, meta, model_path=path, batching=batching)
+        engine = cls(session, meta, model_path=path, batching=batching, graph=graph)
         logger.info(
             "loaded model %s %s (preset %s, %d classes) from %s on %s",
             meta.name,
@@ -166,9 +189,29 @@ class Engine:
             return self._batcher((appearance, motion))
         return self._run(appearance, motion)
 
+    def infer_frames(self, feeds: dict[str, npt.NDArray[Any]]) -> FloatArray:
+        """A frames graph's feeds (`model.frames_graph.frame_feeds`) -> probs (M*K, N) float32. Blocking."""
+        if self.graph is None:
+            raise ValueError("infer_frames needs a frames graph; this model takes appearance and motion")
+        missing = [name for name in self.graph.inputs if name not in feeds]
+        if missing:
+            raise ValueError(f"missing frames-graph inputs: {missing}")
+        (probs,) = self.session.run([PROBS_OUTPUT], {name: feeds[name] for name in self.graph.inputs})
+        probs = np.asarray(probs, dtype=np.float32)
+        rows = feeds["appearance_index"].shape[0] * feeds[_crop_input(self.graph)].shape[0]
+        if probs.shape != (rows, self.meta.num_classes):
+            raise InternalError(f"model returned probs of shape {probs.shape}, expected ({rows}, N)")
+        metrics.observe_batch(rows)
+        return probs
+
     def warm_up(self) -> None:
         """Run the model once (and at the default request size on GPU providers), then mark ready."""
         start = time.perf_counter()
+        if self.graph is not None:
+            self._warm_up_frames()
+            self._ready.set()
+            logger.info("model warmed up in %.0f ms", (time.perf_counter() - start) * 1000)
+            return
         sizes = [1]
         if self.provider != "cpu":  # kernels and cuDNN algorithms are picked per shape on first use
             sizes.append(self.meta.sampling.num_clips * 18)
@@ -177,6 +220,18 @@ class Engine:
             self._run(np.zeros(shape_a, np.float32), np.zeros(shape_m, np.float32), record=False)
         self._ready.set()
         logger.info("model warmed up in %.0f ms", (time.perf_counter() - start) * 1000)
+
+    def _warm_up_frames(self) -> None:
+        """One clip pair and one crop of two black square frames (and 18 crops of M pairs on GPUs)."""
+        assert self.graph is not None
+        side = self.meta.resize_short
+        frames = np.zeros((2, side, side, 3), np.uint8)
+        times = np.array([0.0, 1.0 / self.meta.sampling.ref_fps])
+        sizes = [(1, 1)] if self.provider == "cpu" else [(1, 1), (self.meta.sampling.num_clips, 18)]
+        for clips, crops in sizes:
+            plan = plan_clip_pairs(0.0, float(times[-1]), self.meta.sampling, clips)
+            feeds = frame_feeds(frames, times, plan, self.graph, crops)
+            self.session.run([PROBS_OUTPUT], {name: feeds[name] for name in self.graph.inputs})
 
     def close(self) -> None:
         self._ready.clear()
@@ -217,6 +272,37 @@ def read_model_meta(session: ort.InferenceSession, path: Path) -> ModelMeta:
         return ModelMeta.from_json(raw)
     except ValueError as error:
         raise ModelLoadError(f"{path}: bad '{META_KEY}' metadata: {error}") from None
+
+
+def read_graph_info(session: ort.InferenceSession, path: Path) -> GraphInfo | None:
+    """The `GraphInfo` of a frames graph (metadata key `fstcn_graph`), None for a plain graph."""
+    raw = session.get_modelmeta().custom_metadata_map.get(GRAPH_KEY)
+    if raw is None:
+        return None
+    try:
+        return GraphInfo.from_json(raw)
+    except ValueError as error:
+        raise ModelLoadError(f"{path}: bad '{GRAPH_KEY}' metadata: {error}") from None
+
+
+def check_frames_io(session: ort.InferenceSession, graph: GraphInfo, path: Path) -> None:
+    """A frames graph has exactly the inputs its `GraphInfo` names (uint8 frames, int64 indices)."""
+    names = [node.name for node in session.get_inputs()]
+    if sorted(names) != sorted(graph.inputs):
+        raise ModelLoadError(f"{path}: frames graph inputs are {names}, expected {list(graph.inputs)}")
+    types = {node.name: node.type for node in session.get_inputs()}
+    bad = [
+        name
+        for name in graph.inputs
+        if types[name] != ("tensor(uint8)" if name == "frames" else "tensor(int64)")
+    ]
+    outputs = [node.name for node in session.get_outputs()]
+    if bad or outputs != [PROBS_OUTPUT]:
+        raise ModelLoadError(f"{path}: frames graph has unexpected input types {bad} or outputs {outputs}")
+
+
+def _crop_input(graph: GraphInfo) -> str:
+    return "crop_index" if graph.crops == "shared" else "crop_boxes"
 
 
 def check_io(session: ort.InferenceSession, meta: ModelMeta, path: Path) -> None:
@@ -301,6 +387,7 @@ def _session_on_providers(
     *,
     auto: bool,
     trt_cache_dir: Path | None,
+    frames_graph: bool = False,
 ) -> ort.InferenceSession:
     """A session on the first usable providers of `wanted`; CPU with one log line when `auto` finds none."""
     available = set(ort.get_available_providers())
@@ -316,7 +403,7 @@ def _session_on_providers(
     if hasattr(ort, "preload_dlls") and any(name in (CUDA, TENSORRT) for name in usable):
         with contextlib.suppress(Exception), contextlib.redirect_stdout(io.StringIO()):
             ort.preload_dlls()  # finds CUDA/cuDNN from pip's nvidia-* wheels when present
-    provider_options = [_provider_options(name, meta, trt_cache_dir) for name in usable]
+    provider_options = [_provider_options(name, meta, trt_cache_dir, frames_graph) for name in usable]
     try:
         session = _create_session(path, options, usable, provider_options=provider_options, quiet=auto)
     except ModelLoadError:
@@ -338,8 +425,10 @@ def _session_on_providers(
     return session
 
 
-def _provider_options(provider: str, meta: ModelMeta, trt_cache_dir: Path | None) -> dict[str, Any]:
-    if provider != TENSORRT:
+def _provider_options(
+    provider: str, meta: ModelMeta, trt_cache_dir: Path | None, frames_graph: bool = False
+) -> dict[str, Any]:
+    if provider != TENSORRT or frames_graph:  # a frames graph's shapes are not appearance/motion rows
         return {}
     cache = trt_cache_dir or Path.home() / ".cache" / "fstcn" / "tensorrt"
     c, t = meta.crop_size, meta.sampling.clip_length

@@ -8,7 +8,9 @@ removes the temporary file on every path.
 
 Each stage is timed into `fstcn_stage_duration_seconds{stage}` by `metrics.stage_timer`; the video and
 model code never know about metrics or HTTP. Sampling, crops and normalisation come from the shared
-`model.clips` (one implementation for training and serving), fusion from `service.fusion`.
+`model.clips` (one implementation for training and serving), fusion from `service.fusion`. With a
+frames graph (`Engine.graph`, see `model.frames_graph`) the decoded frames go to the model as they are,
+with index arrays, and crops and normalisation run inside ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from model.clips import ClipPlan, gather_clip_pairs, network_inputs, plan_clip_pairs
+from model.frames_graph import frame_feeds
 from service import metrics
 from service.engine import ConcurrencyLimiter, Engine
 from service.errors import InternalError, InvalidParameter, RequestTimeout, ServiceError
@@ -177,14 +180,21 @@ class Pipeline:
             video, plan = self._decode_planned(path, info, num_clips, deadline)
         _check_deadline(deadline)
 
-        with metrics.stage_timer("preprocess", timings):
-            appearance, motion = gather_clip_pairs(video.frames, video.times, plan)
-            # (M*K, 3, c, c) and (M*K, T, 3, c, c), rows clip-major
-            appearance_in, motion_in = network_inputs(appearance, motion, meta, options.crops)
-        _check_deadline(deadline)
-
-        with metrics.stage_timer("infer", timings):
-            probs = self.engine.infer(appearance_in, motion_in)
+        graph = self.engine.graph
+        if graph is not None:  # a frames graph: V_diff, normalisation and crops run inside the model
+            with metrics.stage_timer("preprocess", timings):
+                feeds = frame_feeds(video.frames, video.times, plan, graph, options.crops)
+            _check_deadline(deadline)
+            with metrics.stage_timer("infer", timings):
+                probs = self.engine.infer_frames(feeds)  # (M*K, N), rows clip-major
+        else:
+            with metrics.stage_timer("preprocess", timings):
+                appearance, motion = gather_clip_pairs(video.frames, video.times, plan)
+                # (M*K, 3, c, c) and (M*K, T, 3, c, c), rows clip-major
+                appearance_in, motion_in = network_inputs(appearance, motion, meta, options.crops)
+            _check_deadline(deadline)
+            with metrics.stage_timer("infer", timings):
+                probs = self.engine.infer(appearance_in, motion_in)
 
         with metrics.stage_timer("fuse", timings):
             # (M*K, N) -> (M, K, N)

@@ -1,0 +1,56 @@
+"""The service serves fast-path graphs: the engine recognises a frames graph by its metadata, and the
+data plane's predictions through it equal the plain graph's (exact crops) or stay close (shared trunk)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.engine import BatchingOptions, Engine
+from service.pipeline import Pipeline, PredictOptions
+from service.video.decode import VideoLimits
+from tests.bench.test_fastpaths import _export
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    return _export(tmp_path_factory.mktemp("served"))
+
+
+def _pipeline(path: Path, batching: BatchingOptions | None = None) -> Pipeline:
+    engine = Engine.load(path, providers=["CPUExecutionProvider"], intra_op_threads=1, batching=batching)
+    engine.warm_up()
+    return Pipeline(engine, limits=VideoLimits())
+
+
+@pytest.mark.parametrize("crops", [1, 18])
+def test_frames_graph_predictions_equal_the_plain_graph(
+    models: tuple[Path, dict[str, Path]], video_factory: Callable[..., Path], crops: int
+) -> None:
+    plain_path, paths = models
+    video = video_factory("fast.mp4", seconds=3.0, width=96, height=64)
+    plain = _pipeline(plain_path)
+    exact = _pipeline(paths["exact"], batching=BatchingOptions())  # batching is ignored, with a warning
+    trunk = _pipeline(paths["shared"])
+    assert plain.engine.graph is None
+    assert exact.engine.graph is not None and exact.engine.graph.crops == "exact"
+    assert trunk.engine.graph is not None and trunk.engine.graph.crops == "shared"
+    options = PredictOptions(crops=crops, clips=3)
+    expected = plain.predict_file(video, options)
+    got = exact.predict_file(video, options)
+    assert [index for index, _ in got.top] == [index for index, _ in expected.top]
+    np.testing.assert_allclose([s for _, s in got.top], [s for _, s in expected.top], atol=1e-6)
+    assert [c.sci for c in got.clips] == pytest.approx([c.sci for c in expected.clips], abs=1e-6)
+    assert set(got.timing_s) == {"decode", "preprocess", "infer", "fuse"}
+    shared = trunk.predict_file(video, options)
+    assert len(shared.clips) == 3 and len(shared.top) == len(expected.top)
+    assert all(0.0 <= score <= 1.0 for _, score in shared.top)
+
+
+def test_infer_frames_is_refused_by_a_plain_engine(models: tuple[Path, dict[str, Path]]) -> None:
+    engine = Engine.load(models[0], providers=["CPUExecutionProvider"], intra_op_threads=1)
+    with pytest.raises(ValueError, match="frames graph"):
+        engine.infer_frames({})
