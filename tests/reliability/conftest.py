@@ -4,6 +4,7 @@
   captured log (built on `tests.service.servers.serve_process`).
 - `vm_kib(pid, field)`: a `/proc/<pid>/status` memory field (VmHWM = peak RSS, VmRSS = current RSS).
 - `SocketCanary`: a listening TCP socket that records every connection (the URL twin of `FifoCanary`).
+- `check_against_openapi(response)`: the body against `openapi.yaml`'s schema for its status.
 - `report`: a session-wide dict the tests fill with what they observed; when `FSTCN_RELIABILITY_REPORT`
   names a file, it is written there as JSON at the end (docs/reliability.md is made from it).
 """
@@ -20,12 +21,29 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema_rs  # comes with schemathesis
 import pytest
+import yaml
 
 from tests.service.fake_model import write_fake_model
 from tests.service.servers import ServerProcess, serve_process
 
 REPORT_ENV = "FSTCN_RELIABILITY_REPORT"
+OPENAPI = Path(__file__).resolve().parents[2] / "openapi.yaml"
+_SPEC: dict[str, Any] = {}
+
+
+def check_against_openapi(response: httpx.Response, path: str = "/predict", method: str = "post") -> None:
+    """Validate a JSON response body against the schema `openapi.yaml` gives for its status."""
+    if not _SPEC:
+        _SPEC.update(yaml.safe_load(OPENAPI.read_text()))
+    responses = _SPEC["paths"][path][method]["responses"]
+    documented = responses.get(str(response.status_code))
+    assert documented is not None, f"{method.upper()} {path}: status {response.status_code} is not documented"
+    schema = documented["content"]["application/json"]["schema"]
+    jsonschema_rs.Draft202012Validator({**schema, "components": _SPEC["components"]}).validate(
+        response.json()
+    )
 
 
 def vm_kib(pid: int, field: str = "VmHWM") -> int:

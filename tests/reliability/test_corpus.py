@@ -1,10 +1,10 @@
 """The hostile-input corpus against a live `fstcn serve` over HTTP, with resource bounds over the whole run.
 
 One server (fake model, 4 MiB upload limit, debug logging, its own TMPDIR) serves every case of
-`tests/reliability/corpus.py` in order. After each case: the documented status and code, an error body
-that leaks no path or canary bytes, the process alive and `/healthz` answering, no canary touched
-(a FIFO at the path the case names, a TCP listener at the URL it names). After the corpus: a valid video
-still gives 200, the server's whole log never mentions the canary, the temp dir is empty, and the
+`tests/reliability/corpus.py` in order. After each case: the documented status and code, a body that
+matches `openapi.yaml`'s schema for that status and leaks no path or canary bytes, the process alive
+and `/healthz` answering, no canary touched (a FIFO at the path the case names, a TCP listener at the
+URL it names). After the corpus: a valid video still gives 200, the server's whole log never mentions the canary, the temp dir is empty, and the
 server's peak RSS (VmHWM) stayed under `PEAK_RSS_BOUND_MIB`; bombs were refused within
 `BOMB_SECONDS` without raising the peak by more than `BOMB_HWM_GROWTH_MIB`.
 """
@@ -19,7 +19,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.reliability.conftest import SocketCanary, assert_error, live_server, post_file, vm_kib
+from tests.reliability.conftest import (
+    SocketCanary,
+    assert_error,
+    check_against_openapi,
+    live_server,
+    post_file,
+    vm_kib,
+)
 from tests.reliability.corpus import CASES, CORPUS_MAX_UPLOAD_BYTES, Case, Workspace
 from tests.service.hostile_media import FifoCanary
 from tests.service.servers import ServerProcess, temp_uploads
@@ -64,6 +71,7 @@ def _send(http: httpx.Client, case: Case, data: bytes) -> tuple[int, str | None,
         response = post_file(http, data, case.filename)
     except httpx.TransportError as error:
         return 0, None, f"connection closed: {type(error).__name__}"
+    check_against_openapi(response)
     if response.status_code == 200:
         return 200, None, response.text
     assert_error(response, response.status_code, response.json()["error"]["code"])
