@@ -4,9 +4,10 @@ One server (fake model, 4 MiB upload limit, debug logging, its own TMPDIR) serve
 `tests/reliability/corpus.py` in order. After each case: the documented status and code, a body that
 matches `openapi.yaml`'s schema for that status and leaks no path or canary bytes, the process alive
 and `/healthz` answering, no canary touched (a FIFO at the path the case names, a TCP listener at the
-URL it names). After the corpus: a valid video still gives 200, the server's whole log never mentions the canary, the temp dir is empty, and the
-server's peak RSS (VmHWM) stayed under `PEAK_RSS_BOUND_MIB`; bombs were refused within
-`BOMB_SECONDS` without raising the peak by more than `BOMB_HWM_GROWTH_MIB`.
+URL it names). After the corpus: a valid video still gives 200, the server's whole log never mentions
+the canary, the temp dir holds only what it held before, and the server's peak RSS (VmHWM) stayed under
+`PEAK_RSS_BOUND_MIB`; bombs were refused within `BOMB_SECONDS` without raising the peak by more than
+`BOMB_HWM_GROWTH_MIB`.
 """
 
 from __future__ import annotations
