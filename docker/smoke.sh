@@ -171,6 +171,15 @@ providers = ort.get_available_providers()
 print(ort.__version__, providers)
 assert "CUDAExecutionProvider" in providers and "CPUExecutionProvider" in providers, providers'
 
+# No GPU here, but the CUDA provider's libraries (cuDNN, cuBLAS, cuFFT, cuRAND, cudart from the pip
+# wheels) must all resolve through the loader config; only the driver's libcuda comes from the host.
+# shellcheck disable=SC2016
+check "serving image: the CUDA provider's shared libraries all resolve (ldd)" \
+    docker run --rm --entrypoint sh "$SERVE_IMAGE" -c '
+lib=$(ls /opt/venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime_providers_cuda.so) &&
+ldd "$lib" | grep -E "cudnn|cublas|cudart|not found" && ! ldd "$lib" | grep -q "not found" &&
+ldd "$lib" | grep -q "libcudnn.so.9 => /opt/venv"'
+
 log "building the Prometheus and nginx stand-ins (Debian packages)"
 for target in prometheus nginx; do
     check "local $target image" docker build --network host --build-arg BASE_IMAGE="$BASE_IMAGE" \
