@@ -1,22 +1,24 @@
 """Export of the fast-path ONNX graphs: preprocessing in the graph, and the shared trunk for the crops.
 
-`export_frames_graph(checkpoint, out, crops="exact"|"shared")` writes a "frames" graph (contract in
-`model.frames_graph`): it takes the decoded uint8 frames and the sampling's index arrays, and computes
-V_diff, the normalisation and the crops in ONNX Runtime, so the host hands each frame over once instead
-of building (M*K, T, 3, c, c) float32 arrays.
+Both are "frames" graphs (contract in `model.frames_graph`): they take the decoded uint8 frames and the
+sampling's index arrays and compute V_diff, the normalisation and the crops in ONNX Runtime, so the host
+hands each frame over once instead of building (M*K, T, 3, c, c) float32 arrays.
 
-- `ExactCropsGraph` gathers the K crops of every frame with one Gather on the flattened pixels, then
-  runs the unchanged (BN-folded) network: the same numbers as the plain graph fed by
-  `model.clips.network_inputs`.
-- `SharedTrunkGraph` runs the lower SCL once per frame and view (as is, flipped) on the whole frame and
-  cuts each crop's s x s window out of the feature map (offsets snapped to the trunk stride, see
-  `model.frames_graph.shared_window_index`); only the upper layers run per crop. For the `small` preset
-  the trunk is ~95% of the MACs of a clip pair, and a 128 x 171 frame is 1.7 crops' worth of pixels, so
-  18 crops cost ~2 x 1.7 trunk passes instead of 18.
+- `export_exact_graph(plain.onnx, out)`: hand-built ONNX preprocessing (gathers, arithmetic, one Loop
+  of Slices for the crops) composed with the unchanged plain graph: the same numbers as the plain graph
+  fed by `model.clips.network_inputs` (verified bit for bit on random frames). Needs no PyTorch weights.
+- `export_trunk_graph(checkpoint, out, share=...)`: `SharedTrunkGraph`, traced from PyTorch. The lower
+  SCL runs once per frame and view (as is, flipped) on the whole frame and each crop's s x s window is
+  cut out of the feature map (offsets snapped to the trunk stride, see
+  `model.frames_graph.shared_window_index`); only the layers above run per crop. With share="branch"
+  the paths' stride-1 branch convs run on the whole maps too. For the `small` preset the lower SCL is
+  ~92% of a clip pair's MACs and a 128 x 171 frame is 1.7 crops' worth of pixels, so 18 crops cost
+  ~2 x 1.7 trunk passes instead of 18.
 
-Every export verifies itself against PyTorch before the file lands (max |dp| <= 1e-4): the exact graph
-against the unfused network on `network_inputs` crops (the plain path), the shared graph against its own
-PyTorch module, both at two frame sizes other than the traced one (H and W are dynamic axes).
+Every export verifies itself before the file lands (max |dp| <= 1e-4), at two frame sizes other than
+the traced one (H and W are dynamic axes) and 18, 2 and 1 crops: the exact graph against the plain
+graph, the shared graph against its own PyTorch module. `export_fast_graphs` writes them beside the
+plain model as NAME.frames.onnx and NAME.trunk.onnx (`frames_graph_paths`).
 """
 
 from __future__ import annotations
@@ -57,18 +59,14 @@ from model.network import FstCN
 logger = logging.getLogger(__name__)
 
 OPSET = 17
+SHARE_DEPTHS = ("lower", "branch")
 
 
-def graph_info(network: FstCN, crops: str) -> GraphInfo:
+def graph_info(network: FstCN, crops: str, share: str = "lower") -> GraphInfo:
     """The `GraphInfo` of `network`'s lower SCL for crop mode `crops`."""
     config = network.config
-    return GraphInfo(
-        crops=crops,
-        crop_size=config.crop_size,
-        trunk=trunk_layers(
-            config.lower_kernels, config.lower_strides, config.pool_kernel, config.pool_stride
-        ),
-    )
+    trunk = trunk_layers(config.lower_kernels, config.lower_strides, config.pool_kernel, config.pool_stride)
+    return GraphInfo(crops=crops, crop_size=config.crop_size, trunk=trunk, share=share)
 
 
 class _FramesGraph(nn.Module):
@@ -96,11 +94,19 @@ class _FramesGraph(nn.Module):
 
 
 class SharedTrunkGraph(_FramesGraph):
-    """frames, indices, views (V, W), crop_index (K, s, s) into the (V, fh, fw) trunk maps -> probs."""
+    """frames, indices, crop_index (K, s, s) into the (V, fh, fw) trunk maps, views (V,) -> probs.
 
-    def __init__(self, network: FstCN, meta: ModelMeta) -> None:
+    share="lower": the lower SCL runs on whole frames, everything above it per crop window.
+    share="branch": each path's branch conv (Conv(3, 1), stride 1: windows stay aligned) runs on the
+    whole maps too; only its Pool(3, 3) and the layers above run per window.
+    """
+
+    def __init__(self, network: FstCN, meta: ModelMeta, share: str = "lower") -> None:
         super().__init__(network, meta)
+        if share not in SHARE_DEPTHS:
+            raise ValueError(f"share must be one of {SHARE_DEPTHS}, got {share!r}")
         self.side = network.config.lower_size
+        self.share = share
 
     def forward(
         self,
@@ -111,9 +117,8 @@ class SharedTrunkGraph(_FramesGraph):
         crop_index: Tensor,
         views: Tensor,
     ) -> Tensor:
-        s, t = self.side, self.clip_length
+        t = self.clip_length
         num_clips = appearance_index.shape[0]
-        num_crops = crop_index.shape[0]
         num_views = views.shape[0]
         appearance = self.appearance(frames.index_select(0, appearance_index))  # (M, H, W, 3)
         motion = self.motion(
@@ -125,20 +130,38 @@ class SharedTrunkGraph(_FramesGraph):
         x = torch.cat([x, x[: n * (num_views - 1)].flip(3)])  # (V*n, 3, H, W), view-major
         features = self.network.lower(x)  # (V*n, C, fh, fw)
         channels, fh, fw = features.shape[1], features.shape[2], features.shape[3]
-        # channels last, so that each window position is one contiguous block of C floats to gather:
-        # (V*n, C, fh, fw) -> (V, n, fh, fw, C) -> (n, V, fh, fw, C) -> (n, V*fh*fw, C)
-        features = features.reshape(-1, n, channels, fh, fw).permute(1, 0, 3, 4, 2).reshape(n, -1, channels)
-        windows = features.index_select(1, crop_index.reshape(-1))  # (n, K*s*s, C)
-        # (n, K*s*s, C) -> (n, K, s, s, C) -> (n, K, C, s, s)
-        windows = windows.reshape(n, num_crops, s, s, channels).permute(0, 1, 4, 2, 3)
-        spatial_in = windows[:num_clips].reshape(-1, channels, s, s)  # (M*K, C, s, s)
-        # (M*T, K, C, s, s) -> (M, T, K, C, s, s) -> (M, K, T, C, s, s) -> (M*K*T, C, s, s)
-        temporal_in = windows[num_clips:].reshape(num_clips, t, num_crops, channels, s, s)
-        temporal_in = temporal_in.permute(0, 2, 1, 3, 4, 5).reshape(-1, channels, s, s)
+        maps = features.reshape(-1, n, channels, fh, fw)  # (V*n, C, fh, fw) -> (V, n, C, fh, fw)
+        app_maps = maps[:, :num_clips].reshape(-1, channels, fh, fw)  # (V*M, C, fh, fw)
+        mot_maps = maps[:, num_clips:].reshape(-1, channels, fh, fw)  # (V*M*T, C, fh, fw)
         net = self.network
         assert net.spatial is not None and net.temporal is not None
-        fused = net.fusion(torch.cat([net.spatial(spatial_in), net.temporal(temporal_in)], dim=1))
+        if self.share == "branch":
+            app_maps = net.spatial.branch.conv(app_maps)  # (V*M, C', fh, fw)
+            mot_maps = net.temporal.branch.conv(mot_maps)  # (V*M*T, C', fh, fw)
+        spatial_in = self._windows(app_maps, num_clips, crop_index)  # (M, K, C, s, s)
+        temporal_in = self._windows(mot_maps, num_clips * t, crop_index)  # (M*T, K, C, s, s)
+        spatial_in = spatial_in.flatten(0, 1)  # (M*K, C, s, s)
+        # (M*T, K, C, s, s) -> (M, T, K, C, s, s) -> (M, K, T, C, s, s) -> (M*K*T, C, s, s)
+        temporal_in = temporal_in.unflatten(0, (num_clips, t)).transpose(1, 2).flatten(0, 2)
+        if self.share == "branch":
+            spatial = net.spatial.fc(torch.flatten(net.spatial.branch.pool(spatial_in), 1))
+            temporal = net.temporal.branch.pool(temporal_in)  # (M*K*T, C', h, w)
+            temporal = net.temporal.tcl(net.temporal.tp(temporal))  # T-P, TCL: (M*K, F_tcl, C', T)
+            temporal = net.temporal.fc(torch.flatten(temporal, 1))
+        else:
+            spatial, temporal = net.spatial(spatial_in), net.temporal(temporal_in)
+        fused = net.fusion(torch.cat([spatial, temporal], dim=1))
         return torch.softmax(net.classifier(fused), dim=1)
+
+    def _windows(self, maps: Tensor, count: int, crop_index: Tensor) -> Tensor:
+        """maps (V*count, C, fh, fw), view-major -> the K crop windows (count, K, C, s, s)."""
+        s, channels, fh, fw = self.side, maps.shape[1], maps.shape[2], maps.shape[3]
+        # channels last, so that each window position is one contiguous block of C floats to gather:
+        # (V*count, C, fh, fw) -> (V, count, fh, fw, C) -> (count, V, fh, fw, C) -> (count, V*fh*fw, C)
+        flat = maps.reshape(-1, count, channels, fh, fw).permute(1, 0, 3, 4, 2).reshape(count, -1, channels)
+        windows = flat.index_select(1, crop_index.reshape(-1))  # (count, K*s*s, C)
+        # (count, K*s*s, C) -> (count, K, s, s, C) -> (count, K, C, s, s)
+        return windows.reshape(count, crop_index.shape[0], s, s, channels).permute(0, 1, 4, 2, 3)
 
 
 @dataclass(frozen=True)
@@ -343,16 +366,18 @@ def export_trunk_graph(
     *,
     name: str | None = None,
     version: str | None = None,
+    share: str = "lower",
     seed: int = 0,
 ) -> FramesExportResult:
-    """Write the verified shared-trunk frames graph of `checkpoint` to `out` (see the module doc)."""
+    """Write the verified shared-trunk frames graph of `checkpoint` to `out` (see the module doc);
+    `share` is how deep the whole-frame computation goes ("lower" SCL, or up to the "branch" convs)."""
     out = _check_out(out)
     if not isinstance(checkpoint, dict):
         checkpoint = load_checkpoint(checkpoint)
     network, _ = build_model_from_checkpoint(checkpoint)
     meta = model_meta(checkpoint, name=name, version=version)
-    info = graph_info(network, "shared")
-    graph = SharedTrunkGraph(fold_batchnorm(network), meta).eval()
+    info = graph_info(network, "shared", share)
+    graph = SharedTrunkGraph(fold_batchnorm(network), meta, share).eval()
     onnx_model = _trace(graph, meta, info)
     onnx_model.metadata_props.add(key=META_KEY, value=meta.to_json())
     onnx_model.metadata_props.add(key=GRAPH_KEY, value=info.to_json())
@@ -370,7 +395,7 @@ def export_trunk_graph(
 
 
 def export_fast_graphs(
-    checkpoint: dict[str, Any] | str | Path, plain_path: str | Path
+    checkpoint: dict[str, Any] | str | Path, plain_path: str | Path, *, share: str = "lower"
 ) -> dict[str, FramesExportResult]:
     """Both fast graphs beside the plain model `models/NAME.onnx`: NAME.frames.onnx and NAME.trunk.onnx.
 
@@ -381,7 +406,7 @@ def export_fast_graphs(
     return {
         "exact": export_exact_graph(plain_path, paths["exact"]),
         "shared": export_trunk_graph(
-            checkpoint, paths["shared"], name=plain_meta.name, version=plain_meta.version
+            checkpoint, paths["shared"], name=plain_meta.name, version=plain_meta.version, share=share
         ),
     }
 

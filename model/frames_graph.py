@@ -24,6 +24,7 @@ Two crop modes (`GraphInfo.crops`):
   offsets are snapped to the nearest multiple of the trunk's total stride, where the crop's feature
   grid coincides with the frame's; the windows differ from exact crops near crop borders (they see the
   frame around the crop instead of zero padding) and by the snap, so this mode approximates.
+  `share="branch"` also runs each path's stride-1 branch conv on the whole maps (same window grid).
 
 The index arrays are built here, on the host, from `model.clips` (the one sampling and crop-box
 implementation). Metadata: `fstcn` (the usual `ModelMeta` JSON) and `fstcn_graph` (`GraphInfo` JSON).
@@ -56,6 +57,7 @@ __all__ = [
 GRAPH_KEY = "fstcn_graph"
 GRAPH_FORMAT_VERSION = 1
 CROP_MODES = ("exact", "shared")
+SHARE_DEPTHS = ("lower", "branch")
 
 FRAMES_INPUT = "frames"
 APPEARANCE_INDEX_INPUT = "appearance_index"
@@ -85,6 +87,7 @@ class GraphInfo:
     crops: str
     crop_size: int
     trunk: tuple[TrunkLayer, ...] = ()  # the lower SCL's convs and pools ("shared" only)
+    share: str = "lower"  # "shared": whole-frame layers: the lower SCL, or up to the branch convs
     format_version: int = GRAPH_FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -92,6 +95,8 @@ class GraphInfo:
             raise ValueError(f"crops must be one of {CROP_MODES}, got {self.crops!r}")
         if self.crop_size < 1:
             raise ValueError(f"crop_size must be >= 1, got {self.crop_size}")
+        if self.share not in SHARE_DEPTHS:
+            raise ValueError(f"share must be one of {SHARE_DEPTHS}, got {self.share!r}")
         if self.crops == "shared" and not self.trunk:
             raise ValueError("a shared-trunk graph needs its trunk's layers")
         if self.feature_size(self.crop_size) < 1:
@@ -128,6 +133,7 @@ class GraphInfo:
                 crops=str(raw["crops"]),
                 crop_size=int(raw["crop_size"]),
                 trunk=tuple(TrunkLayer(**layer) for layer in raw["trunk"]),
+                share=str(raw.get("share", "lower")),
             )
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise ValueError(f"malformed {GRAPH_KEY} metadata: {error!r}") from None

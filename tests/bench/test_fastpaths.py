@@ -16,7 +16,7 @@ import torch
 from model.checkpoint import save_checkpoint
 from model.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
 from model.export import export_model
-from model.fastpaths import example_frames, export_fast_graphs, frames_graph_paths
+from model.fastpaths import example_frames, export_fast_graphs, export_trunk_graph, frames_graph_paths
 from model.frames_graph import (
     GRAPH_KEY,
     GraphInfo,
@@ -53,7 +53,11 @@ def _export(root: Path, **overrides: Any) -> tuple[Path, dict[str, Path]]:
     checkpoint = _checkpoint(root / "ckpt.pt", **overrides)
     plain = export_model(checkpoint, root / "tiny.onnx", write_checkpoint=False).onnx_path
     results = export_fast_graphs(checkpoint, plain)
-    return plain, {mode: result.onnx_path for mode, result in results.items()}
+    paths = {mode: result.onnx_path for mode, result in results.items()}
+    paths["branch"] = export_trunk_graph(
+        checkpoint, root / "tiny.trunk-branch.onnx", name="tiny", share="branch"
+    ).onnx_path
+    return plain, paths
 
 
 @pytest.fixture(scope="module")
@@ -80,12 +84,13 @@ def test_fast_graphs_sit_beside_the_model_and_describe_themselves(
     graphs: tuple[Path, dict[str, Path]],
 ) -> None:
     plain, paths = graphs
-    assert paths == frames_graph_paths(plain)
+    assert {mode: paths[mode] for mode in ("exact", "shared")} == frames_graph_paths(plain)
     assert paths["exact"].name == "tiny.frames.onnx" and paths["shared"].name == "tiny.trunk.onnx"
     plain_meta = ModelMeta.from_json({p.key: p.value for p in onnx.load(plain).metadata_props}[META_KEY])
     for mode, path in paths.items():
         meta, info = _meta_info(_session(path))
-        assert meta == plain_meta and info.crops == mode and info.crop_size == 32
+        assert meta == plain_meta and info.crops == ("exact" if mode == "exact" else "shared")
+        assert info.crop_size == 32 and info.share == ("branch" if mode == "branch" else "lower")
         assert [i.name for i in _session(path).get_inputs()] == list(info.inputs)
 
 
@@ -105,13 +110,14 @@ def test_exact_frames_graph_equals_the_plain_graph(
     assert probs.std() > 1e-3  # a real test: the model's outputs depend on the input
 
 
+@pytest.mark.parametrize("share", ["shared", "branch"])
 @pytest.mark.parametrize("crops", [1, 2, 9, 18])
 def test_shared_trunk_equals_exact_crops_on_a_crop_sized_frame(
-    graphs: tuple[Path, dict[str, Path]], crops: int
+    graphs: tuple[Path, dict[str, Path]], crops: int, share: str
 ) -> None:
     """Frame = crop: every position coincides, so only the flips and row order are left to get right."""
     plain_path, paths = graphs
-    plain, trunk = _session(plain_path), _session(paths["shared"])
+    plain, trunk = _session(plain_path), _session(paths[share])
     meta, info = _meta_info(trunk)
     ex = example_frames(meta, 32, 32, num_clips=2, seed=3)
     (probs,) = trunk.run(["probs"], frame_feeds(ex["frames"], ex["times"], ex["plan"], info, crops))

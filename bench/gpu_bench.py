@@ -1,0 +1,259 @@
+"""GPU benchmark of the `paper` preset (run by bench/gpu.sh): videos/s at 5 clips x 18 crops in fp32,
+fp16 and bf16 with PyTorch (CUDA), the share of a video's time spent decoding vs inferring, and ONNX
+Runtime's CUDA provider where onnxruntime-gpu is installed.
+
+Made for a GPU machine that has PyTorch with CUDA but not necessarily the project's other dependencies:
+it runs from the repository root without installation (PYTHONPATH), decodes with the project's PyAV
+decoder when `av` is importable and with OpenCV otherwise (said in the output), and falls back to the
+CPU when there is no GPU (use `--preset tiny` there to check the script itself). Weights are random:
+speed does not depend on them. Every step checks the time budget and the JSON is written as it goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CLIPS, CROPS = 5, 18
+
+
+def _median_time(fn: Any, iters: int, sync: Any) -> tuple[float, list[float]]:
+    fn()
+    sync()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def _decoder(resize_short: int) -> tuple[str, Any]:
+    """(name, decode(path, times) -> (frames uint8 (F, h, w, 3), times (F,))) with PyAV or OpenCV."""
+    try:
+        from service.video.decode import decode_video
+
+        def decode_av(path: Path, times: Any) -> tuple[Any, Any]:
+            video = decode_video(path, resize_short=resize_short, times=times)
+            return video.frames, video.times
+
+        return "pyav (service.video.decode)", decode_av
+    except ImportError:
+        import cv2
+
+        from model.clips import nearest_frame_indices, resized_size
+
+        def decode_cv2(path: Path, times: Any) -> tuple[Any, Any]:
+            capture = cv2.VideoCapture(str(path))
+            fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+            wanted = set(nearest_frame_indices(np.arange(100_000) / fps, times).ravel().tolist())
+            frames, stamps, index = [], [], 0
+            while index <= max(wanted):
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                if index in wanted:
+                    h, w = resized_size(frame.shape[0], frame.shape[1], resize_short)
+                    rgb = cv2.cvtColor(
+                        cv2.resize(frame, (w, h), interpolation=cv2.INTER_LINEAR), cv2.COLOR_BGR2RGB
+                    )
+                    frames.append(rgb)
+                    stamps.append(index / fps)
+                index += 1
+            capture.release()
+            return np.stack(frames), np.asarray(stamps)
+
+        return "opencv (fallback: PyAV not installed)", decode_cv2
+
+
+def _video(path: Path | None, work: Path) -> Path:
+    if path is not None:
+        return path
+    cached = Path(".cache/bench/videos/clip_10s_320x240.mp4")
+    if cached.is_file():
+        return cached
+    target = work / "clip.mp4"
+    try:
+        from bench.media import write_bench_video
+
+        return write_bench_video(target, 10.0, 320, 240)
+    except ImportError:
+        import cv2
+
+        writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (320, 240))
+        for index in range(250):
+            frame = np.zeros((240, 320, 3), np.uint8)
+            frame[(index * 3) % 180 : (index * 3) % 180 + 60, (index * 7) % 260 : (index * 7) % 260 + 60] = (
+                64,
+                (index * 11) % 256,
+                255,
+            )
+            writer.write(frame)
+        writer.release()
+        return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="paper")
+    parser.add_argument("--iters", type=int, default=10, help="timed iterations per measurement")
+    parser.add_argument("--budget-s", type=float, default=420.0, help="stop starting new steps after this")
+    parser.add_argument("--video", type=Path, default=None)
+    parser.add_argument("--out", type=Path, default=Path("gpu-bench.json"))
+    parser.add_argument("--skip-onnx", action="store_true")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+
+    import torch
+
+    from model.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
+    from model.meta import ModelMeta
+    from model.network import fstcn
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    torch.backends.cudnn.benchmark = True
+    results: dict[str, Any] = {
+        "preset": args.preset,
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu (no CUDA device: fallback run)",
+        "torch": torch.__version__,
+        "clips": CLIPS,
+        "crops": CROPS,
+    }
+
+    def save() -> None:
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+    def budget_left() -> bool:
+        return time.monotonic() - started < args.budget_s
+
+    network = fstcn(preset=args.preset, num_classes=101).eval().to(device)
+    config = network.config
+    meta = ModelMeta(
+        name="gpu-bench",
+        version="random",
+        preset=args.preset,
+        labels=tuple(f"c{i}" for i in range(101)),
+        sampling=config.sampling,
+        resize_short=config.resize_short,
+        crop_size=config.crop_size,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        video = _video(args.video, Path(tmp))
+        decoder_name, decode = _decoder(config.resize_short)
+        results["decoder"] = decoder_name
+        results["video"] = str(video)
+        # host side of one video: decode the sampled frames, then crops and normalisation (numpy)
+        plan = plan_clip_pairs(0.0, 9.96, config.sampling, CLIPS)
+        host: dict[str, list[float]] = {"decode": [], "preprocess": []}
+        for _ in range(3):
+            start = time.perf_counter()
+            frames, times = decode(video, plan.all_times())
+            host["decode"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            appearance, motion = gather_clip_pairs(frames, times, plan)
+            app, mot = network_inputs(appearance, motion, meta, CROPS)
+            host["preprocess"].append(time.perf_counter() - start)
+        results["host_ms"] = {key: 1000 * statistics.median(values) for key, values in host.items()}
+        save()
+        print(f"device {results['device']}, decoder {decoder_name}, host ms {results['host_ms']}", flush=True)
+
+        dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+        if cuda:
+            dtypes["fp16"] = torch.float16
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+        results["torch"] = {}
+        for name, dtype in dtypes.items():
+            if not budget_left():
+                results["torch"][name] = "skipped: time budget"
+                continue
+            model = network.to(dtype)
+            app_d = torch.from_numpy(app).to(device, dtype)
+            mot_d = torch.from_numpy(mot).to(device, dtype)
+
+            def infer(model: Any = model, app_d: Any = app_d, mot_d: Any = mot_d) -> None:
+                with torch.inference_mode():
+                    torch.softmax(model(app_d, mot_d).float(), dim=1)
+
+            seconds, all_times = _median_time(infer, args.iters, sync)
+
+            # end to end, one video at a time: decode + preprocess + host-to-device copy + inference
+            def end_to_end(model: Any = model, dtype: Any = dtype) -> None:
+                frames, times = decode(video, plan.all_times())
+                appearance, motion = gather_clip_pairs(frames, times, plan)
+                a, m = network_inputs(appearance, motion, meta, CROPS)
+                with torch.inference_mode():
+                    out = model(torch.from_numpy(a).to(device, dtype), torch.from_numpy(m).to(device, dtype))
+                    out.float().cpu()
+
+            e2e, _ = _median_time(end_to_end, max(2, args.iters // 3), sync)
+            decode_s = results["host_ms"]["decode"] / 1000
+            results["torch"][name] = {
+                "infer_ms": 1000 * seconds,
+                "infer_ms_all": [1000 * t for t in all_times],
+                "videos_per_s_model_only": 1.0 / seconds,
+                "end_to_end_ms": 1000 * e2e,
+                "videos_per_s_end_to_end": 1.0 / e2e,
+                "decode_share_end_to_end": decode_s / e2e,
+                "infer_share_end_to_end": seconds / e2e,
+            }
+            save()
+            print(
+                f"torch {name}: {results['torch'][name]['videos_per_s_model_only']:.1f} videos/s model only, "
+                f"{1 / e2e:.2f} end to end (decode {100 * decode_s / e2e:.0f}%)",
+                flush=True,
+            )
+        network.float()
+
+        results["onnxruntime"] = _onnxruntime(network, meta, app, mot, args, budget_left, Path(tmp), cuda)
+        save()
+    results["seconds"] = time.monotonic() - started
+    save()
+    print(json.dumps({k: v for k, v in results.items() if k != "torch"}, indent=1), flush=True)
+    return 0
+
+
+def _onnxruntime(
+    network: Any, meta: Any, app: Any, mot: Any, args: Any, budget_left: Any, tmp: Path, cuda: bool
+) -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return "onnxruntime not installed"
+    providers = ort.get_available_providers()
+    if "CUDAExecutionProvider" not in providers:
+        return f"onnxruntime {ort.__version__} without CUDAExecutionProvider (onnxruntime-gpu not installed)"
+    if args.skip_onnx or not budget_left():
+        return "skipped"
+    import torch
+
+    from model.export import ProbabilityModel, _to_onnx
+
+    model = _to_onnx(ProbabilityModel(network.cpu().float()).eval(), meta, 17)
+    path = tmp / "model.onnx"
+    path.write_bytes(model.SerializeToString())
+    network.to("cuda" if cuda else "cpu")
+    session = ort.InferenceSession(str(path), providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    feeds = {"appearance": app, "motion": mot}
+    seconds, _ = _median_time(lambda: session.run(None, feeds), args.iters, lambda: None)
+    del torch
+    return {
+        "providers": session.get_providers(),
+        "infer_ms_fp32_host_io": 1000 * seconds,
+        "videos_per_s": 1 / seconds,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""The models a benchmark run compares: the plain graph, its fast-path graphs and the PyTorch network.
+
+With a model (default `models/fstcn-small.onnx`) the fast graphs are its sidecars NAME.frames.onnx and
+NAME.trunk.onnx when they exist, else they are exported into the bench cache from the model's checkpoint
+twin NAME.pt (or `--checkpoint`). Without a model file a randomly initialised `small` network is
+exported into the cache: speed does not depend on the weights (agreement does: it needs a trained model).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = Path("models/fstcn-small.onnx")
+
+
+@dataclass(frozen=True)
+class BenchModels:
+    plain: Path
+    exact: Path  # frames graph, exact crops
+    shared: Path  # frames graph, shared trunk (lower SCL)
+    shared_branch: Path  # frames graph, shared trunk up to the branch convs
+    checkpoint: Path
+    trained: bool  # False for the random-weights stand-in
+
+
+def prepare_models(model: Path | None, checkpoint: Path | None, cache: Path) -> BenchModels:
+    from model.fastpaths import export_exact_graph, export_trunk_graph, frames_graph_paths
+
+    trained = True
+    if model is None:
+        model = DEFAULT_MODEL if DEFAULT_MODEL.is_file() else None
+    if model is None:
+        model, checkpoint = _random_small(cache / "models")
+        trained = False
+    checkpoint = checkpoint or model.with_suffix(".pt")
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"no checkpoint for {model}: expected {checkpoint} (or pass --checkpoint)")
+    sidecars = frames_graph_paths(model)
+    cached = frames_graph_paths(cache / "models" / model.name)
+    exact = sidecars["exact"] if sidecars["exact"].is_file() else cached["exact"]
+    shared = sidecars["shared"] if sidecars["shared"].is_file() else cached["shared"]
+    if not _fresh(exact, model):
+        logger.info("exporting the exact frames graph of %s to %s", model, exact)
+        export_exact_graph(model, exact)
+    if not _fresh(shared, checkpoint):
+        logger.info("exporting the shared-trunk graph of %s to %s", checkpoint, shared)
+        export_trunk_graph(checkpoint, shared)
+    branch = cache / "models" / f"{model.stem}.trunk-branch.onnx"
+    if not _fresh(branch, checkpoint):
+        logger.info("exporting the shared-trunk (branch) graph of %s to %s", checkpoint, branch)
+        export_trunk_graph(checkpoint, branch, share="branch")
+    return BenchModels(model, exact, shared, branch, checkpoint, trained)
+
+
+def _fresh(path: Path, source: Path) -> bool:
+    return path.is_file() and path.stat().st_mtime >= source.stat().st_mtime
+
+
+def _random_small(root: Path) -> tuple[Path, Path]:
+    """A randomly initialised `small` FstCN (10 classes), exported once into `root`."""
+    import torch
+
+    from model.checkpoint import save_checkpoint
+    from model.export import export_model
+    from model.network import fstcn
+
+    onnx_path, checkpoint = root / "random-small.onnx", root / "random-small.pt"
+    if onnx_path.is_file() and checkpoint.is_file():
+        return onnx_path, checkpoint
+    torch.manual_seed(0)
+    network = fstcn(preset="small", num_classes=10)
+    save_checkpoint(
+        checkpoint,
+        model=network,
+        config=network.config,
+        labels=[f"class{i}" for i in range(10)],
+        sampling=network.config.sampling,
+        epoch=0,
+    )
+    export_model(checkpoint, onnx_path, write_checkpoint=False, version="random")
+    return onnx_path, checkpoint

@@ -1,0 +1,97 @@
+"""`fstcn bench`: measure the service and its fast paths side by side on this machine (see bench/)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def command(
+    sections: str = typer.Option(
+        "quick",
+        "--sections",
+        help="Comma list of peak, engines, profile, stages, decode, ort, http, agreement; "
+        "or `quick` (peak, engines, stages, decode, http) or `all`.",
+    ),
+    repeats: int = typer.Option(
+        5, "--repeats", min=1, help="Repetitions of every timing (medians reported)."
+    ),
+    threads: int = typer.Option(
+        0, "--threads", min=0, help="ONNX Runtime / PyTorch / BLAS threads; 0 = cores."
+    ),
+    model: Path | None = typer.Option(
+        None, "--model", help="Plain ONNX model (default models/fstcn-small.onnx, else a random `small`)."
+    ),
+    checkpoint: Path | None = typer.Option(
+        None, "--checkpoint", help="PyTorch checkpoint of the model (default: its NAME.pt twin)."
+    ),
+    concurrency: str = typer.Option("1,2,4,8", "--concurrency", help="HTTP concurrency levels."),
+    requests_per_client: int = typer.Option(
+        3, "--requests-per-client", min=1, help="HTTP requests per level = max(4, this x concurrency)."
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="Video folder for `agreement` (e.g. data/synth/test)."
+    ),
+    max_videos: int = typer.Option(
+        0, "--max-videos", min=0, help="agreement: at most this many videos (0 = all)."
+    ),
+    cache: Path = typer.Option(Path(".cache/bench"), "--cache", help="Generated videos and exported graphs."),
+    out: Path | None = typer.Option(None, "--out", help="Write the JSON results here (default: in --cache)."),
+    write_fast_graphs: bool = typer.Option(
+        False,
+        "--write-fast-graphs",
+        help="Only export NAME.frames.onnx and NAME.trunk.onnx beside --model (from --checkpoint) and exit.",
+    ),
+) -> None:
+    """Benchmark: per-stage timings, engines (ORT vs PyTorch, fast paths), SGEMM peak, decode, HTTP load.
+
+    A quick run (default sections, --repeats 3) takes a few minutes on 2 cores; `--sections all` longer.
+    Results: a table here and JSON (--out). See bench/RESULTS.md and docs/performance.md.
+    """
+    import json
+    import logging
+    import time
+
+    from rich.console import Console
+
+    from bench.report import render
+    from bench.runner import QUICK_SECTIONS, SECTIONS, BenchConfig, run
+
+    console = Console(stderr=True)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if write_fast_graphs:
+        from model.fastpaths import export_fast_graphs
+
+        if model is None:
+            raise typer.BadParameter("--write-fast-graphs needs --model")
+        written = export_fast_graphs(checkpoint or model.with_suffix(".pt"), model)
+        for mode, result in written.items():
+            console.print(f"{mode}: {result.onnx_path} (max |dp| {max(result.max_abs_diff.values()):.2g})")
+        return
+    chosen = {"quick": QUICK_SECTIONS, "all": SECTIONS}.get(sections) or tuple(
+        name.strip() for name in sections.split(",") if name.strip()
+    )
+    try:
+        levels = tuple(int(level) for level in concurrency.split(","))
+        config = BenchConfig(
+            sections=chosen,
+            repeats=repeats,
+            threads=threads,
+            model=model,
+            checkpoint=checkpoint,
+            cache=cache,
+            concurrency=levels,
+            requests_per_client=requests_per_client,
+            data=data,
+            max_videos=max_videos,
+            progress=lambda message: console.log(message),
+        )
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    results = run(config)
+    out = out or cache / f"results-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    Console().print(render(results))
+    console.print(f"results: {out}")
