@@ -408,6 +408,7 @@ def _select_frames(
     seek_allowed = allow_seek and queries is not None
     catching_up_after: float | None = None  # after a seek: skip frames up to this time (already seen)
     seek_landing_checked = True
+    seeked_for = -1  # the query last sought: one seek per gap (seeking again lands on the same keyframe)
 
     def keep(held: _Held) -> None:
         if held.image is None:
@@ -478,6 +479,7 @@ def _select_frames(
             seek_allowed
             and queries is not None
             and next_query < len(queries)
+            and next_query != seeked_for
             and queries[next_query] - time > SEEK_GAP_S
         ):
             target = queries[next_query] - SEEK_PREROLL_S
@@ -486,6 +488,7 @@ def _select_frames(
             reader.seek(first_pts + math.floor(target / time_base))
             catching_up_after = time
             seek_landing_checked = False
+            seeked_for = next_query
 
     if prev is None:
         opened.guard.check()
