@@ -79,18 +79,27 @@ class _FramesGraph(nn.Module):
         self.network = network
         self.crop = meta.crop_size
         self.clip_length = meta.sampling.clip_length
-        self.register_buffer("mean", torch.tensor(meta.mean, dtype=torch.float32))
-        self.register_buffer("std", torch.tensor(meta.std, dtype=torch.float32))
+        # (1, 3, 1, 1): broadcasting over whole planes, not every third element of channels-last data
+        self.register_buffer("mean", torch.tensor(meta.mean, dtype=torch.float32).reshape(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(meta.std, dtype=torch.float32).reshape(1, 3, 1, 1))
         # the very float32 constant of network_inputs: d * float32(diff_scale / 255)
         self.diff_scale = float(np.float32(meta.diff_scale / 255.0))
 
-    def appearance(self, x: Tensor) -> Tensor:
-        """uint8 (..., 3) -> float32 (x / 255 - mean) / std, channels last."""
-        return (x.float() / 255.0 - self.mean) / self.std
+    def network_frames(
+        self, frames: Tensor, appearance_index: Tensor, clip_index: Tensor, diff_index: Tensor
+    ) -> Tensor:
+        """frames uint8 (F, H, W, 3) -> float32 (M + M*T, 3, H, W): the M appearance frames
+        (x / 255 - mean) / std, then the M*T V_diff frames (V[t + d_t] - V[t]) * diff_scale / 255.
 
-    def motion(self, partner: Tensor, frame: Tensor) -> Tensor:
-        """uint8 V[t + d_t], V[t] (..., 3) -> float32 (V[t + d_t] - V[t]) * diff_scale / 255."""
-        return (partner.float() - frame.float()) * self.diff_scale
+        One Gather of every needed frame and the NHWC -> NCHW transpose while still uint8 (a quarter of
+        the bytes), then the arithmetic on whole planes.
+        """
+        num_clips, pairs = appearance_index.shape[0], clip_index.numel()
+        needed = torch.cat([appearance_index, clip_index.reshape(-1), diff_index.reshape(-1)])
+        x = frames.index_select(0, needed).permute(0, 3, 1, 2).float()  # (M + 2*M*T, 3, H, W)
+        appearance = (x[:num_clips] / 255.0 - self.mean) / self.std
+        motion = (x[num_clips + pairs :] - x[num_clips : num_clips + pairs]) * self.diff_scale
+        return torch.cat([appearance, motion])
 
 
 class SharedTrunkGraph(_FramesGraph):
@@ -120,11 +129,7 @@ class SharedTrunkGraph(_FramesGraph):
         t = self.clip_length
         num_clips = appearance_index.shape[0]
         num_views = views.shape[0]
-        appearance = self.appearance(frames.index_select(0, appearance_index))  # (M, H, W, 3)
-        motion = self.motion(
-            frames.index_select(0, diff_index.reshape(-1)), frames.index_select(0, clip_index.reshape(-1))
-        )  # (M*T, H, W, 3)
-        x = torch.cat([appearance, motion]).permute(0, 3, 1, 2)  # (n, 3, H, W), n = M + M*T
+        x = self.network_frames(frames, appearance_index, clip_index, diff_index)  # (n, 3, H, W), n = M + M*T
         n = x.shape[0]
         # view 1 (flipped frames) only when a flipped crop is asked for: an empty slice when V = 1
         x = torch.cat([x, x[: n * (num_views - 1)].flip(3)])  # (V*n, 3, H, W), view-major
@@ -244,25 +249,31 @@ def exact_frames_graph(plain: onnx.ModelProto) -> onnx.ModelProto:
     nodes = [
         const("minus_one", [-1]),
         const("zero", [0]),
-        const("mean", np.asarray(meta.mean, np.float32), np.float32),
-        const("std", np.asarray(meta.std, np.float32), np.float32),
+        # (1, 3, 1, 1): the arithmetic runs on whole NCHW planes (channels-last broadcasting is slow)
+        const("mean", np.asarray(meta.mean, np.float32).reshape(1, 3, 1, 1), np.float32),
+        const("std", np.asarray(meta.std, np.float32).reshape(1, 3, 1, 1), np.float32),
         const("f255", np.float32(255.0), np.float32),
         const("scale", np.float32(scale), np.float32),
         helper.make_node("Reshape", [CLIP_INDEX_INPUT, "minus_one"], ["clip_flat"]),
         helper.make_node("Reshape", [DIFF_INDEX_INPUT, "minus_one"], ["diff_flat"]),
-        helper.make_node("Gather", [FRAMES_INPUT, APPEARANCE_INDEX_INPUT], ["app_u8"], axis=0),
-        helper.make_node("Gather", [FRAMES_INPUT, "clip_flat"], ["clip_u8"], axis=0),
-        helper.make_node("Gather", [FRAMES_INPUT, "diff_flat"], ["diff_u8"], axis=0),
-        helper.make_node("Cast", ["app_u8"], ["app_f"], to=TensorProto.FLOAT),
+        # one Gather of every needed frame, transposed to NCHW while still uint8, then one Cast
+        helper.make_node("Concat", [APPEARANCE_INDEX_INPUT, "clip_flat", "diff_flat"], ["needed"], axis=0),
+        helper.make_node("Gather", [FRAMES_INPUT, "needed"], ["needed_u8"], axis=0),  # (M+2MT, H, W, 3)
+        helper.make_node("Transpose", ["needed_u8"], ["needed_nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Cast", ["needed_nchw"], ["needed_f"], to=TensorProto.FLOAT),  # (M+2MT, 3, H, W)
+        helper.make_node("Shape", [APPEARANCE_INDEX_INPUT], ["m1"]),  # (1,) = M
+        helper.make_node("Shape", ["clip_flat"], ["mt1"]),  # (1,) = M*T
+        helper.make_node("Add", ["m1", "mt1"], ["m_mt"]),
+        const("big", [np.iinfo(np.int64).max]),
+        helper.make_node("Slice", ["needed_f", "zero", "m1", "zero"], ["app_f"]),
+        helper.make_node("Slice", ["needed_f", "m1", "m_mt", "zero"], ["clip_f"]),
+        helper.make_node("Slice", ["needed_f", "m_mt", "big", "zero"], ["diff_f"]),
         helper.make_node("Div", ["app_f", "f255"], ["app_01"]),
         helper.make_node("Sub", ["app_01", "mean"], ["app_c"]),
-        helper.make_node("Div", ["app_c", "std"], ["app_n"]),  # (M, H, W, 3)
-        helper.make_node("Cast", ["clip_u8"], ["clip_f"], to=TensorProto.FLOAT),
-        helper.make_node("Cast", ["diff_u8"], ["diff_f"], to=TensorProto.FLOAT),
+        helper.make_node("Div", ["app_c", "std"], ["app_n"]),  # (M, 3, H, W)
         helper.make_node("Sub", ["diff_f", "clip_f"], ["mot_d"]),
-        helper.make_node("Mul", ["mot_d", "scale"], ["mot_n"]),  # (M*T, H, W, 3)
-        helper.make_node("Concat", ["app_n", "mot_n"], ["x_nhwc"], axis=0),  # (n, H, W, 3)
-        helper.make_node("Transpose", ["x_nhwc"], ["x"], perm=[0, 3, 1, 2]),  # (n, 3, H, W)
+        helper.make_node("Mul", ["mot_d", "scale"], ["mot_n"]),  # (M*T, 3, H, W)
+        helper.make_node("Concat", ["app_n", "mot_n"], ["x"], axis=0),  # (n, 3, H, W)
         helper.make_node("Shape", [CROP_BOXES_INPUT], ["boxes_shape"]),
         helper.make_node("Gather", ["boxes_shape", "zero"], ["num_crops"]),  # (1,)
         helper.make_node("Reshape", ["num_crops", "minus_one"], ["k1"]),
@@ -270,8 +281,6 @@ def exact_frames_graph(plain: onnx.ModelProto) -> onnx.ModelProto:
         helper.make_node("Identity", [CROP_BOXES_INPUT], ["boxes"]),
         const("true_c", np.array(True), np.bool_),
         helper.make_node("Loop", ["trip", "true_c"], ["crops"], body=body),  # (K, n, 3, c, c)
-        helper.make_node("Shape", [APPEARANCE_INDEX_INPUT], ["m1"]),  # (1,) = M
-        const("big", [np.iinfo(np.int64).max]),
         const("axis1", [1]),
         helper.make_node("Slice", ["crops", "zero", "m1", "axis1"], ["app_k"]),  # (K, M, 3, c, c)
         helper.make_node("Slice", ["crops", "m1", "big", "axis1"], ["mot_k"]),  # (K, M*T, 3, c, c)
