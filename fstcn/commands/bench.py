@@ -93,5 +93,5 @@ def command(
     out = out or cache / f"results-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    Console().print(render(results))
+    Console(width=170).print(render(results))
     console.print(f"results: {out}")
