@@ -92,9 +92,7 @@ def render(results: dict[str, Any]) -> Group:
         table.add_column("ms")
         table.add_column("frames decoded / kept")
         for name, stats in decode["times_ms"].items():
-            frames = decode["frames"].get(
-                {"long_600s": "long_600s_640x360.mp4", "short_10s": "short_10s_640x360.mp4"}.get(name, ""), {}
-            )
+            frames = decode["frames"].get(_DECODE_FILES.get(name, ""), {})
             table.add_row(
                 name, _fmt(stats), f"{frames.get('frames_decoded', '')} / {frames.get('frames_kept', '')}"
             )

@@ -127,7 +127,7 @@ def _session(path: Path, threads: int, **options: Any) -> Any:
     so = ort.SessionOptions()
     so.graph_optimization_level = options.get("level", ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
     so.execution_mode = options.get("mode", ort.ExecutionMode.ORT_SEQUENTIAL)
-    so.intra_op_num_threads = options.get("threads", threads)
+    so.intra_op_num_threads = options.get("intra", threads)
     so.inter_op_num_threads = options.get("inter", 1)
     so.enable_cpu_mem_arena = options.get("arena", True)
     so.log_severity_level = 3
@@ -437,7 +437,7 @@ def section_ort(config: BenchConfig, models: BenchModels, results: dict[str, Any
         "optimisation disabled": {"level": level.ORT_DISABLE_ALL},
         "optimisation basic": {"level": level.ORT_ENABLE_BASIC},
         "optimisation extended": {"level": level.ORT_ENABLE_EXTENDED},
-        "1 intra-op thread": {"threads": 1},
+        "1 intra-op thread": {"intra": 1},
         "memory arena off": {"arena": False},
         "parallel execution mode": {"mode": ort.ExecutionMode.ORT_PARALLEL, "inter": config.threads},
     }
