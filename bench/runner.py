@@ -502,6 +502,9 @@ def section_http(config: BenchConfig, models: BenchModels, results: dict[str, An
     ):
         with served(path, threads) as url:
             out[name] = levels(url, config.concurrency)
+            if name == "shared_branch":  # fewer crops: one trunk view (9) or one position (1)
+                for crops in (9, 1):
+                    out[f"{name}_crops{crops}"] = levels(url, (1,), {"crops": crops})
     batch_levels = tuple(level for level in config.concurrency if level >= 4)
     if batch_levels:
         with served(models.plain, {**threads, "FSTCN_BATCHING": "true"}) as url:

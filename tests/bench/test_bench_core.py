@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from bench.core import Stats, interleaved, lower_conv_macs, network_flops, ratio_stats, request_flops
 from bench.loadgen import free_port, run_load
+from bench.markdown import render as render_markdown
 from bench.media import write_bench_video
 from bench.report import render
 from bench.runner import BenchConfig, summarise_profile, targets
@@ -100,6 +101,8 @@ def test_targets_and_report_render_partial_results() -> None:
     console.print(render(results))
     text = console.export_text()
     assert "ort_plain" in text and "targets" in text
+    markdown = render_markdown(results)
+    assert "| ORT vs PyTorch eager | >= 3x | 3.55 | True |" in markdown
 
 
 class _StubPredict(BaseHTTPRequestHandler):
