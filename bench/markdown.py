@@ -50,7 +50,7 @@ def render(results: dict[str, Any]) -> str:
         out.append("\n" + _table(["ratio (per round)", "median [min-max]"], ratio_rows))
         out.append(
             "\nGFLOP per request: "
-            + ", ".join(f"{key} {value:.2f}" for key, value in engines["gflop_per_request"].items())
+            + ", ".join(f"{key} {value:.2f}" for key, value in engines.get("gflop_per_request", {}).items())
         )
     if "profile" in results:
         rows = []
