@@ -96,7 +96,7 @@ def render(results: dict[str, Any]) -> str:
             rows.append([name, _s(stats), str(frames.get("frames_decoded", "all"))])
         rows.append(["ratio long / short (keyframe every 10 s)", _s(decode["long_vs_short"], "x", 2), ""])
         rows.append(
-            ["ratio long / short (keyframe every 2 s)", _s(decode["long_vs_short_gop50"], "x", 2), ""]
+            ["ratio long / short (keyframe every 2 s)", _s(decode.get("long_vs_short_gop50"), "x", 2), ""]
         )
         out.append("\n" + _table(["video", "decode + sampling ms", "frames decoded"], rows))
     if "ort" in results:
