@@ -91,6 +91,7 @@ class TrainConfig:
     val_clips: int = 2  # clip pairs per validation video (serving uses M; 2 keeps validation cheap)
     seed: int = 0
     resume: bool = False
+    init_from: str | None = None  # start from this checkpoint's weights (fresh optimiser and schedule)
     device: str = "cpu"
     threads: int | None = None  # torch intra-op threads (default: all cores / local world size)
     workers: int = 0  # DataLoader worker processes per rank
@@ -122,6 +123,8 @@ class TrainConfig:
         if self.stop_after_steps is not None and self.stop_after_steps < 0:
             raise ValueError(f"stop_after_steps must be >= 0, got {self.stop_after_steps}")
         AugmentConfig(self.scale_min, self.scale_max, self.flip)  # validates the scale range
+        if self.resume and self.init_from is not None:
+            raise ValueError("--resume and --init-from exclude each other: resume continues a run exactly")
 
 
 @dataclass
@@ -608,6 +611,26 @@ class _Trainer:
         self.model.to(self.info.device)
         self.preset_config = self.model.config  # the preset with the overrides: what the checkpoint needs
         self.meta = make_meta(self.preset_config, self.config.preset, self.labels)
+        if self.config.init_from is not None:
+            self._load_initial_weights(self.config.init_from)
+
+    def _load_initial_weights(self, path: str) -> None:
+        """Fine-tuning: copy a checkpoint's weights (same preset, paths and labels) into the fresh model."""
+        from model.checkpoint import load_checkpoint
+
+        checkpoint = load_checkpoint(path)
+        if list(checkpoint["labels"]) != list(self.labels):
+            raise ValueError(f"--init-from {path}: its labels {checkpoint['labels']} differ from the data's")
+        if checkpoint["preset"] != self.config.preset:
+            raise ValueError(
+                f"--init-from {path}: preset {checkpoint['preset']!r}, not {self.config.preset!r}"
+            )
+        state = {
+            name: tensor.float() if tensor.is_floating_point() else tensor
+            for name, tensor in checkpoint["state_dict"].items()
+        }
+        self.model.load_state_dict(state)  # strict: a different architecture fails loudly
+        self._log("initial weights from %s (epoch %s)", path, checkpoint["epoch"])
 
     # ---- checkpoints ------------------------------------------------------------------------------
 

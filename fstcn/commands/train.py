@@ -72,6 +72,14 @@ def command(
     ] = 2,
     seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation, order and augmentation.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue exactly from OUT/last.pt.")] = False,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--init-from",
+            help="Start from this checkpoint's weights (same preset and labels) with a fresh optimiser "
+            "and schedule: fine-tuning, or more epochs after a finished run.",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu | cuda.")] = "cpu",
     threads: Annotated[
         int | None, typer.Option("--threads", help="Torch threads per process (default: cores / processes).")
@@ -137,6 +145,7 @@ def command(
             val_clips=val_clips,
             seed=seed,
             resume=resume,
+            init_from=str(init_from) if init_from is not None else None,
             device=device,
             threads=threads,
             workers=workers,

@@ -379,3 +379,25 @@ def test_config_rejects_bad_values(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="optimizer"):
         TrainConfig(data=".", out=str(tmp_path), optimizer="lbfgs")
     assert dataclasses.asdict(TrainConfig(data=".", out="x"))["optimizer"] == "adamw"
+
+
+def test_init_from_starts_from_the_checkpoint_weights(tiny_dataset: Path, tmp_path: Path) -> None:
+    """--init-from loads the weights, then trains with a fresh schedule: with a zero learning rate the
+    parameters stay those of the source checkpoint (BatchNorm running statistics still move)."""
+    source = tmp_path / "source"
+    train(_config(tiny_dataset, source, epochs_stage2=1))
+    tuned = tmp_path / "tuned"
+    train(_config(tiny_dataset, tuned, init_from=str(source / "last.pt"), epochs_stage1=0, lr=0.0))
+    before, after = _state(source), _state(tuned)
+    parameters = [name for name in before if not name.rsplit(".", 1)[-1].startswith(("running_", "num_"))]
+    assert parameters
+    for name in parameters:
+        assert torch.equal(before[name], after[name]), name
+    fresh = tmp_path / "fresh"
+    train(_config(tiny_dataset, fresh, epochs_stage1=0, lr=0.0, seed=8))
+    assert not all(torch.equal(before[name], _state(fresh)[name]) for name in parameters)
+
+
+def test_init_from_and_resume_exclude_each_other(tiny_dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="exclude each other"):
+        _config(tiny_dataset, tmp_path, resume=True, init_from="x.pt")
