@@ -91,14 +91,15 @@ class _FramesGraph(nn.Module):
         """frames uint8 (F, H, W, 3) -> float32 (M + M*T, 3, H, W): the M appearance frames
         (x / 255 - mean) / std, then the M*T V_diff frames (V[t + d_t] - V[t]) * diff_scale / 255.
 
-        One Gather of every needed frame and the NHWC -> NCHW transpose while still uint8 (a quarter of
-        the bytes), then the arithmetic on whole planes.
+        Each set of frames is gathered and transposed to NCHW while still uint8 (a quarter of the bytes),
+        then the arithmetic runs on whole planes.
         """
-        num_clips, pairs = appearance_index.shape[0], clip_index.numel()
-        needed = torch.cat([appearance_index, clip_index.reshape(-1), diff_index.reshape(-1)])
-        x = frames.index_select(0, needed).permute(0, 3, 1, 2).float()  # (M + 2*M*T, 3, H, W)
-        appearance = (x[:num_clips] / 255.0 - self.mean) / self.std
-        motion = (x[num_clips + pairs :] - x[num_clips : num_clips + pairs]) * self.diff_scale
+
+        def planes(index: Tensor) -> Tensor:  # (n,) -> (n, 3, H, W) float32
+            return frames.index_select(0, index.reshape(-1)).permute(0, 3, 1, 2).float()
+
+        appearance = (planes(appearance_index) / 255.0 - self.mean) / self.std
+        motion = (planes(diff_index) - planes(clip_index)) * self.diff_scale
         return torch.cat([appearance, motion])
 
 
