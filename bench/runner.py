@@ -58,6 +58,7 @@ class BenchConfig:
     requests_per_client: int = 3
     data: Path | None = None  # agreement: a folder of videos (e.g. data/synth/test)
     max_videos: int = 0  # agreement: 0 = all
+    out: Path | None = None  # JSON written after every section
     progress: Callable[[str], None] = field(default=lambda message: None)
 
     def __post_init__(self) -> None:
@@ -111,6 +112,9 @@ def run(config: BenchConfig) -> dict[str, Any]:
         results[name]["load_before"] = before
         results[name]["load_after"] = load_average()
         results[name]["seconds"] = round(time.perf_counter() - section_start, 1)
+        if config.out is not None:  # after every section: a failure later keeps what was measured
+            config.out.parent.mkdir(parents=True, exist_ok=True)
+            config.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     results["load_average"]["end"] = load_average()
     results["seconds"] = round(time.time() - started, 1)
     results["targets"] = targets(results)
@@ -469,13 +473,14 @@ def section_http(config: BenchConfig, models: BenchModels, results: dict[str, An
     threads = {"FSTCN_INTRA_OP_THREADS": str(config.threads)}
     out: dict[str, Any] = {"video": CLIP, "requests_per_client": config.requests_per_client}
 
-    def levels(url: str, concurrency: tuple[int, ...]) -> dict[str, Any]:
-        run_load(url, video, concurrency=1, requests=2)  # warm the server's caches and allocator
+    def levels(
+        url: str, concurrency: tuple[int, ...], params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        run_load(url, video, concurrency=1, requests=2, params=params)  # warm caches and allocator
         found: dict[str, Any] = {}
         for level in concurrency:
-            load = run_load(
-                url, video, concurrency=level, requests=max(4, level * config.requests_per_client)
-            )
+            count = max(4, level * config.requests_per_client)
+            load = run_load(url, video, concurrency=level, requests=count, params=params)
             if not load.latencies_s:
                 found[str(level)] = {"errors": load.errors[:5]}
                 continue

@@ -85,13 +85,14 @@ def command(
             requests_per_client=requests_per_client,
             data=data,
             max_videos=max_videos,
+            out=out or cache / f"results-{time.strftime('%Y%m%d-%H%M%S')}.json",
             progress=lambda message: console.log(message),
         )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
     results = run(config)
-    out = out or cache / f"results-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = config.out
+    assert out is not None
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     Console(width=170).print(render(results))
     console.print(f"results: {out}")
