@@ -426,13 +426,13 @@ def test_timeout_gets_504_and_abandoned_work_keeps_its_slot(
     gated.infer_gate.clear()
     data = video_factory("slow.mp4", **SMALL).read_bytes()
     app = create_app(
-        make_settings(request_timeout_s=0.5, max_concurrent_inferences=1, queue_size=0), engine=gated.engine
+        make_settings(request_timeout_s=2.0, max_concurrent_inferences=1, queue_size=0), engine=gated.engine
     )
     with live_app(app) as url, httpx.Client(base_url=url, timeout=30) as client:
         start = time.monotonic()
         response = post_video(client, data)
         assert_error(response, 504, "timeout")
-        assert time.monotonic() - start < 5
+        assert time.monotonic() - start < 6  # the 2 s limit leaves the final request room on a busy machine
         # the inference thread is still blocked: its slot is still taken, so the next request is refused
         assert app.state.pipeline.limiter.running == 1
         assert_error(post_video(client, data), 503, "overloaded")
