@@ -81,6 +81,17 @@ class ProbabilityModel(nn.Module):
         return torch.softmax(logits.float(), dim=1)
 
 
+def write_atomic(out: Path, data: bytes) -> None:
+    """Write `data` to `out` through a temporary file and a rename: a reader never sees half a model."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def fold_batchnorm(model: FstCN) -> FstCN:
     """An eval-mode copy of `model` with each Conv-BN pair replaced by one conv (BN becomes Identity)."""
     folded = copy.deepcopy(model).eval()
@@ -138,13 +149,7 @@ def export_model(
     reference = ProbabilityModel(model).eval()  # unfolded float32: verifies the folding too
     diffs = _verify(serialised, reference, checks, tolerance)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(serialised)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(out, serialised)
     checkpoint_path = None
     if write_checkpoint:
         checkpoint_path = _write_served_checkpoint(

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,13 @@ from torch import Tensor, nn
 
 from model.checkpoint import build_model_from_checkpoint, load_checkpoint, model_meta
 from model.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
-from model.export import FP32_TOLERANCE, ExportVerificationError, _min_ir_version, fold_batchnorm
+from model.export import (
+    FP32_TOLERANCE,
+    ExportVerificationError,
+    _min_ir_version,
+    fold_batchnorm,
+    write_atomic,
+)
 from model.frames_graph import (
     APPEARANCE_INDEX_INPUT,
     CLIP_INDEX_INPUT,
@@ -362,7 +367,7 @@ def export_exact_graph(plain_path: str | Path, out: str | Path, *, seed: int = 0
         return np.asarray(probs)
 
     diffs = _verify(serialised, meta, info, reference, seed)
-    _write(out, serialised)
+    write_atomic(out, serialised)
     logger.info("exported exact frames graph %s; max |dp| %s", out, diffs)
     return FramesExportResult(out, meta, info, diffs)
 
@@ -399,7 +404,7 @@ def export_trunk_graph(
             return graph(*(torch.from_numpy(feeds[name]) for name in info.inputs)).numpy()
 
     diffs = _verify(serialised, meta, info, reference, seed)
-    _write(out, serialised)
+    write_atomic(out, serialised)
     logger.info("exported shared-trunk graph %s; max |dp| %s", out, diffs)
     return FramesExportResult(out, meta, info, diffs)
 
@@ -429,16 +434,6 @@ def _check_out(out: str | Path) -> Path:
     if out.suffix != ".onnx":
         raise ValueError(f"the output must end in .onnx, got {out}")
     return out
-
-
-def _write(out: Path, serialised: bytes) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(serialised)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _session(serialised: bytes) -> Any:
