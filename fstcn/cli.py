@@ -37,12 +37,7 @@ app = typer.Typer(
 
 def _register_commands() -> None:
     for name, module_name in COMMAND_MODULES.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name == module_name:  # command not built yet in this checkout
-                continue
-            raise
+        module = importlib.import_module(module_name)
         app.command(name=name, help=module.command.__doc__)(module.command)
 
 
