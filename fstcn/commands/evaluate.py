@@ -7,24 +7,18 @@ from typing import Annotated
 
 import typer
 
+from fstcn.commands import options
+
 
 def command(
     model: Annotated[Path, typer.Option("--model", help="Exported .onnx file or PyTorch checkpoint (.pt).")],
     data: Annotated[Path, typer.Option("--data", help="Dataset root.")],
-    dataset_kind: Annotated[
-        str, typer.Option("--dataset-kind", help="ucf101 | hmdb51 | folder | auto (detect the layout).")
-    ] = "auto",
-    split: Annotated[int, typer.Option("--split", help="Official split number (1..3).")] = 1,
-    subset: Annotated[str, typer.Option("--subset", help="train | test.")] = "test",
-    splits_dir: Annotated[
-        Path | None, typer.Option("--splits-dir", help="Folder with the split files (UCF101/HMDB51).")
-    ] = None,
-    test_root: Annotated[
-        Path | None, typer.Option("--test-root", help="Folder layout: separate root of test videos.")
-    ] = None,
-    holdout: Annotated[
-        float, typer.Option("--holdout", help="Folder layout: test fraction per class.")
-    ] = 0.2,
+    dataset_kind: options.DatasetKind = "auto",
+    split: options.Split = 1,
+    subset: options.Subset = "test",
+    splits_dir: options.SplitsDir = None,
+    test_root: options.TestRoot = None,
+    holdout: options.Holdout = 0.2,
     seed: Annotated[int, typer.Option("--seed", help="Folder layout: holdout seed.")] = 0,
     clips: Annotated[
         int | None, typer.Option("--clips", help="Clip pairs per video (default: the model's).")

@@ -11,23 +11,17 @@ from typing import Annotated
 
 import typer
 
+from fstcn.commands import options
+
 
 def command(
     data: Annotated[Path, typer.Option("--data", help="Dataset root.")],
     out: Annotated[Path, typer.Option("--out", help="Run folder: last.pt, best.pt, log.jsonl, frame cache.")],
-    dataset_kind: Annotated[
-        str, typer.Option("--dataset-kind", help="auto | ucf101 | hmdb51 | folder.")
-    ] = "auto",
-    split: Annotated[int, typer.Option("--split", help="Official split number (UCF101/HMDB51: 1..3).")] = 1,
-    splits_dir: Annotated[
-        Path | None, typer.Option("--splits-dir", help="Folder with the split files (UCF101/HMDB51).")
-    ] = None,
-    test_root: Annotated[
-        Path | None, typer.Option("--test-root", help="Folder layout: separate root of test videos.")
-    ] = None,
-    holdout: Annotated[
-        float, typer.Option("--holdout", help="Folder layout without --test-root: test fraction per class.")
-    ] = 0.2,
+    dataset_kind: options.DatasetKind = "auto",
+    split: options.Split = 1,
+    splits_dir: options.SplitsDir = None,
+    test_root: options.TestRoot = None,
+    holdout: options.Holdout = 0.2,
     preset: Annotated[str, typer.Option("--preset", help="Network preset: paper | small | tiny.")] = "small",
     paths: Annotated[
         str, typer.Option("--paths", help="both | spatial | temporal (the paper's control experiment).")

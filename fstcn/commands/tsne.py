@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from fstcn.commands import options
+
 
 def command(
     data: Annotated[Path, typer.Argument(help="Dataset root (UCF101 / HMDB51 / folder layout).")],
@@ -22,11 +24,9 @@ def command(
             "(default: models/fstcn-small.pt).",
         ),
     ] = None,
-    dataset_kind: Annotated[
-        str, typer.Option("--dataset-kind", help="ucf101 | hmdb51 | folder | auto (detect the layout).")
-    ] = "auto",
-    split: Annotated[int, typer.Option("--split", help="Official split number (1..3).")] = 1,
-    subset: Annotated[str, typer.Option("--subset", help="train | test.")] = "test",
+    dataset_kind: options.DatasetKind = "auto",
+    split: options.Split = 1,
+    subset: options.Subset = "test",
     limit_per_class: Annotated[
         int | None, typer.Option("--limit-per-class", help="At most K videos per class.", min=1)
     ] = None,
