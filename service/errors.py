@@ -82,6 +82,16 @@ class Overloaded(ServiceError):
         return {"Retry-After": str(self.retry_after_s)}
 
 
+class NotReady(ServiceError):
+    """The model is not loaded and warmed up yet (readiness probes)."""
+
+    code = "not_ready"
+    status_code = 503
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
 class RequestTimeout(ServiceError):
     """The request ran past its time limit."""
 

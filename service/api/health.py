@@ -7,18 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from service.api.errors import error_responses
-from service.errors import ServiceError
+from service.errors import NotReady
 from service.schemas import HealthResponse, ReadyResponse
 
 router = APIRouter(tags=["health"])
-
-
-class NotReady(ServiceError):
-    code = "not_ready"
-    status_code = 503
-
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": "1"}
 
 
 def _ready(request: Request) -> ReadyResponse:
