@@ -118,9 +118,9 @@ class LowerSCL(nn.Sequential):
 
 
 class BranchConv(nn.Sequential):
-    """Upper SCL of one path: Conv(C, 3, 1) -> ReLU -> Pool(3, 3): (N, C4, s, s) -> (N, C, h, w)."""
+    """Upper SCL of one path: Conv(C, 3, 1) -> ReLU -> Pool(p, p): (N, C4, s, s) -> (N, C, h, w)."""
 
-    def __init__(self, config: FstCNConfig) -> None:
+    def __init__(self, config: FstCNConfig, pool: int) -> None:
         super().__init__(
             OrderedDict(
                 conv=ConvBlock(
@@ -131,7 +131,7 @@ class BranchConv(nn.Sequential):
                     batch_norm=config.norm == "batch",
                     lrn=False,
                 ),
-                pool=nn.MaxPool2d(config.branch_pool, config.branch_pool),
+                pool=nn.MaxPool2d(pool, pool) if pool > 1 else nn.Identity(),
             )
         )
 
@@ -194,7 +194,7 @@ class SpatialPath(nn.Module):
     def __init__(self, config: FstCNConfig) -> None:
         super().__init__()
         side = config.feature_size
-        self.branch = BranchConv(config)
+        self.branch = BranchConv(config, config.branch_pool)
         self.fc = _fc_stack(config.branch_width * side * side, config.fc_dims, config.fc_dropout)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -207,8 +207,8 @@ class TemporalPath(nn.Module):
 
     def __init__(self, config: FstCNConfig) -> None:
         super().__init__()
-        side = config.feature_size
-        self.branch = BranchConv(config)
+        side = config.temporal_feature_size
+        self.branch = BranchConv(config, config.temporal_pool_size)
         self.tp = TPOperator(config.branch_width, config.clip_length)
         self.tcl = TemporalConvLayer(side * side, config.tcl_filters, config.tcl_kernels, config.tcl_dropout)
         tcl_features = sum(config.tcl_filters) * config.branch_width * config.clip_length

@@ -615,7 +615,12 @@ class _Trainer:
             self._load_initial_weights(self.config.init_from)
 
     def _load_initial_weights(self, path: str) -> None:
-        """Fine-tuning: copy a checkpoint's weights (same preset, paths and labels) into the fresh model."""
+        """Fine-tuning: copy a checkpoint's weights (same preset and labels) into the fresh model.
+
+        Every tensor whose name and shape match is copied. The rest keep their fresh initialisation and are
+        logged by name: a layer whose size changed (e.g. the TCL when the temporal pool changes) or a path
+        the checkpoint does not have (a `--paths spatial` run started from a both-paths model is fine).
+        """
         from model.checkpoint import load_checkpoint
 
         checkpoint = load_checkpoint(path)
@@ -625,12 +630,24 @@ class _Trainer:
             raise ValueError(
                 f"--init-from {path}: preset {checkpoint['preset']!r}, not {self.config.preset!r}"
             )
-        state = {
+        own = self.model.state_dict()
+        copied = {
             name: tensor.float() if tensor.is_floating_point() else tensor
             for name, tensor in checkpoint["state_dict"].items()
+            if name in own and own[name].shape == tensor.shape
         }
-        self.model.load_state_dict(state)  # strict: a different architecture fails loudly
-        self._log("initial weights from %s (epoch %s)", path, checkpoint["epoch"])
+        if not copied:
+            raise ValueError(f"--init-from {path}: no tensor of it fits this model")
+        self.model.load_state_dict(copied, strict=False)
+        fresh = sorted(name for name in own if name not in copied)
+        self._log(
+            "initial weights from %s (epoch %s): %d of %d tensors copied%s",
+            path,
+            checkpoint["epoch"],
+            len(copied),
+            len(own),
+            f"; freshly initialised: {', '.join(fresh)}" if fresh else "",
+        )
 
     # ---- checkpoints ------------------------------------------------------------------------------
 

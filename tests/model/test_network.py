@@ -169,6 +169,8 @@ def test_presets_configs_and_overrides() -> None:
     assert (small.crop_size, small.resize_short, small.norm) == (112, 128, "batch")
     assert PRESETS["paper"].norm == "lrn" and PRESETS["paper"].feature_size == 4
     assert PRESETS["tiny"].feature_size == 2  # H*W = 4 > 1, so the T-P reshape is exercised by the tests
+    assert PRESETS["paper"].temporal_feature_size == 4  # the paper: Pool(3, 3) in both branches
+    assert (small.feature_size, small.temporal_feature_size) == (2, 6)  # small: no pool before T-P
     assert small.sampling == SamplingParams(clip_length=5, stride=5, diff_offset=9, num_clips=5, ref_fps=25.0)
     for config in PRESETS.values():
         assert FstCNConfig.from_dict(config.to_dict()) == config
@@ -197,3 +199,22 @@ def test_presets_configs_and_overrides() -> None:
     with pytest.raises(ValueError, match="num_classes"):
         fstcn(preset="tiny", num_classes=1)
     assert dataclasses.is_dataclass(small)
+
+
+def test_temporal_pool_sets_the_tcl_input_channels() -> None:
+    """The temporal branch's pool decides H*W, the TCL's input channels; the spatial branch keeps its own."""
+    unpooled = fstcn(preset="tiny", num_classes=3, temporal_pool=1)
+    pooled = fstcn(preset="tiny", num_classes=3)
+    side = unpooled.config.lower_size
+    assert unpooled.config.temporal_feature_size == side and pooled.config.temporal_feature_size == 2
+    assert unpooled.temporal is not None and pooled.temporal is not None
+    assert unpooled.temporal.tcl.branches[0][0].in_channels == side * side
+    assert pooled.temporal.tcl.branches[0][0].in_channels == 4
+    assert unpooled.spatial is not None and pooled.spatial is not None
+    assert unpooled.spatial.fc[0].in_features == pooled.spatial.fc[0].in_features
+    crop = unpooled.config.crop_size
+    unpooled.eval()
+    logits = unpooled(torch.zeros(1, 3, crop, crop), torch.zeros(1, 5, 3, crop, crop))
+    assert logits.shape == (1, 3)
+    with pytest.raises(ValueError, match="temporal_pool"):
+        get_config("tiny", temporal_pool=0)

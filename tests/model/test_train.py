@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -396,6 +397,34 @@ def test_init_from_starts_from_the_checkpoint_weights(tiny_dataset: Path, tmp_pa
     fresh = tmp_path / "fresh"
     train(_config(tiny_dataset, fresh, epochs_stage1=0, lr=0.0, seed=8))
     assert not all(torch.equal(before[name], _state(fresh)[name]) for name in parameters)
+
+
+def test_init_from_copies_what_fits_and_names_the_rest(
+    tiny_dataset: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A temporal-only run started from a both-paths model: the shared lower SCL and the temporal path are
+    copied, the fusion FC (half the inputs now) starts fresh and is named in the log."""
+    source = tmp_path / "source"
+    train(_config(tiny_dataset, source, epochs_stage2=1))
+    tuned = tmp_path / "tuned"
+    with caplog.at_level(logging.INFO, logger="model.train"):
+        train(
+            _config(
+                tiny_dataset,
+                tuned,
+                init_from=str(source / "last.pt"),
+                epochs_stage1=0,
+                lr=0.0,
+                paths="temporal",
+            )
+        )
+    before, after = _state(source), _state(tuned)
+    assert not any(name.startswith("spatial.") for name in after)
+    for name in ("lower.conv1.conv.weight", "temporal.tcl.branches.0.0.weight", "temporal.tp.P"):
+        assert torch.equal(before[name], after[name]), name
+    assert before["fusion.0.weight"].shape != after["fusion.0.weight"].shape
+    message = next(r.getMessage() for r in caplog.records if "initial weights" in r.getMessage())
+    assert "freshly initialised: fusion.0.weight" in message
 
 
 def test_init_from_and_resume_exclude_each_other(tiny_dataset: Path, tmp_path: Path) -> None:
