@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from model.clips import CROP_COUNTS, crop_boxes, gather_clip_pairs, network_inputs, plan_clip_pairs
 from model.datasets import VideoSample
-from model.meta import APPEARANCE_INPUT, META_KEY, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
+from model.meta import APPEARANCE_INPUT, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
 from service.errors import ServiceError
 from service.fusion import FUSION_METHODS, fuse_scores
 
@@ -83,20 +83,19 @@ class OnnxPredictor:
     def __init__(
         self, path: Path | str, *, batch_size: int = 64, providers: Sequence[str] | None = None
     ) -> None:
-        import onnxruntime as ort
+        from service.engine import Engine, ModelLoadError
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        if providers is None:  # CUDA when this onnxruntime build has it (ORT falls back to CPU itself)
-            available = ort.get_available_providers()
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        self.session = ort.InferenceSession(str(path), sess_options=options, providers=list(providers))
-        custom = self.session.get_modelmeta().custom_metadata_map
-        if META_KEY not in custom:
-            raise ValueError(f"{path}: no '{META_KEY}' metadata property; not an exported FstCN model")
-        self.meta = ModelMeta.from_json(custom[META_KEY])
+        # The service's loader: providers None = GPU when one loads, else CPU with one log line.
+        try:
+            engine = Engine.load(path, providers=providers)
+        except ModelLoadError as error:
+            raise ValueError(str(error)) from None
+        if engine.graph is not None:
+            raise ValueError(f"{path} is a frames graph (a serving fast path); evaluate the plain export")
+        self.session = engine.session
+        self.meta = engine.meta
         self.batch_size = batch_size
 
     def __call__(
