@@ -47,8 +47,9 @@ def test_interleaved_runs_round_robin_after_warmup() -> None:
 def test_flops_agree_with_the_network_summary_and_shape_rules() -> None:
     small = PRESETS["small"]
     flops = network_flops(small, 10)
-    # the docstring of model.presets: 0.19 GMACs per clip pair, ~95% in the lower SCL
-    assert 0.18e9 < flops.total < 0.2e9 and flops.lower_conv / flops.total > 0.9
+    # the docstring of model.presets: 0.19 GMACs per clip pair; ~89% in the lower SCL since the upper
+    # convs see 6x6 maps (no pool before the T-P operator)
+    assert 0.18e9 < flops.total < 0.2e9 and flops.lower_conv / flops.total > 0.85
     assert lower_conv_macs(small, 112, 112) == flops.lower_per_frame
     request = request_flops(small, 10, clips=5, crops=18, height=112, width=112)
     assert request["plain_total"] == 2 * 90 * flops.total
