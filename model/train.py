@@ -91,7 +91,7 @@ class TrainConfig:
     val_clips: int = 2  # clip pairs per validation video (serving uses M; 2 keeps validation cheap)
     seed: int = 0
     resume: bool = False
-    init_from: str | None = None  # start from this checkpoint's weights (fresh optimiser and schedule)
+    init_from: tuple[str, ...] = ()  # start from these checkpoints' weights (fresh optimiser, schedule)
     device: str = "cpu"
     threads: int | None = None  # torch intra-op threads (default: all cores / local world size)
     workers: int = 0  # DataLoader worker processes per rank
@@ -123,7 +123,7 @@ class TrainConfig:
         if self.stop_after_steps is not None and self.stop_after_steps < 0:
             raise ValueError(f"stop_after_steps must be >= 0, got {self.stop_after_steps}")
         AugmentConfig(self.scale_min, self.scale_max, self.flip)  # validates the scale range
-        if self.resume and self.init_from is not None:
+        if self.resume and self.init_from:
             raise ValueError("--resume and --init-from exclude each other: resume continues a run exactly")
 
 
@@ -611,39 +611,47 @@ class _Trainer:
         self.model.to(self.info.device)
         self.preset_config = self.model.config  # the preset with the overrides: what the checkpoint needs
         self.meta = make_meta(self.preset_config, self.config.preset, self.labels)
-        if self.config.init_from is not None:
+        if self.config.init_from:
             self._load_initial_weights(self.config.init_from)
 
-    def _load_initial_weights(self, path: str) -> None:
-        """Fine-tuning: copy a checkpoint's weights (same preset and labels) into the fresh model.
+    def _load_initial_weights(self, paths: Sequence[str]) -> None:
+        """Fine-tuning: copy checkpoints' weights (same preset and labels) into the fresh model.
 
-        Every tensor whose name and shape match is copied. The rest keep their fresh initialisation and are
-        logged by name: a layer whose size changed (e.g. the TCL when the temporal pool changes) or a path
-        the checkpoint does not have (a `--paths spatial` run started from a both-paths model is fine).
+        Every tensor whose name and shape match is copied, from the first file in `paths` that has it
+        (so `[temporal_run, both_run]` takes the shared trunk and the temporal path from the first and the
+        spatial path from the second). The rest keep their fresh initialisation and are logged by name: a
+        layer whose size changed (e.g. the TCL when the temporal pool changes) or a path none of the files
+        has.
         """
         from model.checkpoint import load_checkpoint
 
-        checkpoint = load_checkpoint(path)
-        if list(checkpoint["labels"]) != list(self.labels):
-            raise ValueError(f"--init-from {path}: its labels {checkpoint['labels']} differ from the data's")
-        if checkpoint["preset"] != self.config.preset:
-            raise ValueError(
-                f"--init-from {path}: preset {checkpoint['preset']!r}, not {self.config.preset!r}"
-            )
         own = self.model.state_dict()
-        copied = {
-            name: tensor.float() if tensor.is_floating_point() else tensor
-            for name, tensor in checkpoint["state_dict"].items()
-            if name in own and own[name].shape == tensor.shape
-        }
-        if not copied:
-            raise ValueError(f"--init-from {path}: no tensor of it fits this model")
+        copied: dict[str, torch.Tensor] = {}
+        for path in paths:
+            checkpoint = load_checkpoint(path)
+            if list(checkpoint["labels"]) != list(self.labels):
+                raise ValueError(
+                    f"--init-from {path}: its labels {checkpoint['labels']} differ from the data's"
+                )
+            if checkpoint["preset"] != self.config.preset:
+                raise ValueError(
+                    f"--init-from {path}: preset {checkpoint['preset']!r}, not {self.config.preset!r}"
+                )
+            fitting = {
+                name: tensor.float() if tensor.is_floating_point() else tensor
+                for name, tensor in checkpoint["state_dict"].items()
+                if name in own and name not in copied and own[name].shape == tensor.shape
+            }
+            if not fitting:
+                raise ValueError(f"--init-from {path}: no tensor of it fits what is still to fill")
+            copied.update(fitting)
+            self._log(
+                "initial weights from %s (epoch %s): %d tensors", path, checkpoint["epoch"], len(fitting)
+            )
         self.model.load_state_dict(copied, strict=False)
         fresh = sorted(name for name in own if name not in copied)
         self._log(
-            "initial weights from %s (epoch %s): %d of %d tensors copied%s",
-            path,
-            checkpoint["epoch"],
+            "%d of %d tensors copied%s",
             len(copied),
             len(own),
             f"; freshly initialised: {', '.join(fresh)}" if fresh else "",

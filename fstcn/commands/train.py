@@ -67,11 +67,12 @@ def command(
     seed: Annotated[int, typer.Option("--seed", help="Seed of initialisation, order and augmentation.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue exactly from OUT/last.pt.")] = False,
     init_from: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
             "--init-from",
             help="Start from this checkpoint's weights (same preset and labels) with a fresh optimiser "
-            "and schedule: fine-tuning, or more epochs after a finished run.",
+            "and schedule: fine-tuning, or more epochs after a finished run. Every tensor whose name and "
+            "shape fit is copied; repeat the option to fill what the first file lacks from the next.",
         ),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu | cuda.")] = "cpu",
@@ -139,7 +140,7 @@ def command(
             val_clips=val_clips,
             seed=seed,
             resume=resume,
-            init_from=str(init_from) if init_from is not None else None,
+            init_from=tuple(str(path) for path in init_from or ()),
             device=device,
             threads=threads,
             workers=workers,

@@ -388,7 +388,7 @@ def test_init_from_starts_from_the_checkpoint_weights(tiny_dataset: Path, tmp_pa
     source = tmp_path / "source"
     train(_config(tiny_dataset, source, epochs_stage2=1))
     tuned = tmp_path / "tuned"
-    train(_config(tiny_dataset, tuned, init_from=str(source / "last.pt"), epochs_stage1=0, lr=0.0))
+    train(_config(tiny_dataset, tuned, init_from=(str(source / "last.pt"),), epochs_stage1=0, lr=0.0))
     before, after = _state(source), _state(tuned)
     parameters = [name for name in before if not name.rsplit(".", 1)[-1].startswith(("running_", "num_"))]
     assert parameters
@@ -412,7 +412,7 @@ def test_init_from_copies_what_fits_and_names_the_rest(
             _config(
                 tiny_dataset,
                 tuned,
-                init_from=str(source / "last.pt"),
+                init_from=(str(source / "last.pt"),),
                 epochs_stage1=0,
                 lr=0.0,
                 paths="temporal",
@@ -423,10 +423,35 @@ def test_init_from_copies_what_fits_and_names_the_rest(
     for name in ("lower.conv1.conv.weight", "temporal.tcl.branches.0.0.weight", "temporal.tp.P"):
         assert torch.equal(before[name], after[name]), name
     assert before["fusion.0.weight"].shape != after["fusion.0.weight"].shape
-    message = next(r.getMessage() for r in caplog.records if "initial weights" in r.getMessage())
+    message = next(r.getMessage() for r in caplog.records if "tensors copied" in r.getMessage())
     assert "freshly initialised: fusion.0.weight" in message
+
+    # Two files: each tensor comes from the first that has it in that shape, the rest from the next.
+    trained = tmp_path / "trained"  # the temporal-only run again, now with a learning rate
+    train(
+        _config(
+            tiny_dataset, trained, init_from=(str(source / "last.pt"),), epochs_stage1=0, paths="temporal"
+        )
+    )
+    temporal = _state(trained)
+    assert not torch.equal(temporal["temporal.fc.0.weight"], before["temporal.fc.0.weight"])
+    merged = tmp_path / "merged"
+    train(
+        _config(
+            tiny_dataset,
+            merged,
+            init_from=(str(trained / "last.pt"), str(source / "last.pt")),
+            epochs_stage1=0,
+            lr=0.0,
+        )
+    )
+    result = _state(merged)
+    assert torch.equal(result["temporal.fc.0.weight"], temporal["temporal.fc.0.weight"])
+    assert torch.equal(result["lower.conv1.conv.weight"], temporal["lower.conv1.conv.weight"])
+    assert torch.equal(result["spatial.fc.0.weight"], before["spatial.fc.0.weight"])
+    assert torch.equal(result["fusion.0.weight"], before["fusion.0.weight"])
 
 
 def test_init_from_and_resume_exclude_each_other(tiny_dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="exclude each other"):
-        _config(tiny_dataset, tmp_path, resume=True, init_from="x.pt")
+        _config(tiny_dataset, tmp_path, resume=True, init_from=("x.pt",))
