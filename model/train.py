@@ -55,6 +55,10 @@ LOG_FILE = "log.jsonl"
 _PROCESS_GROUP_TIMEOUT = timedelta(hours=3)
 
 
+# Per-class layers: --init-from does not copy them from a checkpoint trained on other labels.
+CLASSIFIER_PREFIXES = ("classifier.", "aux_classifier.")
+
+
 @dataclass
 class TrainConfig:
     """Every option of `fstcn train` (also stored in the checkpoint, so a run documents itself)."""
@@ -615,13 +619,14 @@ class _Trainer:
             self._load_initial_weights(self.config.init_from)
 
     def _load_initial_weights(self, paths: Sequence[str]) -> None:
-        """Fine-tuning: copy checkpoints' weights (same preset and labels) into the fresh model.
+        """Fine-tuning: copy checkpoints' weights (same preset) into the fresh model.
 
         Every tensor whose name and shape match is copied, from the first file in `paths` that has it
         (so `[temporal_run, both_run]` takes the shared trunk and the temporal path from the first and the
-        spatial path from the second). The rest keep their fresh initialisation and are logged by name: a
-        layer whose size changed (e.g. the TCL when the temporal pool changes) or a path none of the files
-        has.
+        spatial path from the second). A file trained on other labels gives everything but its
+        classifiers (transfer learning). The rest keep their fresh initialisation and are logged by name:
+        a layer whose size changed (e.g. the TCL when the temporal pool changes) or a path none of the
+        files has.
         """
         from model.checkpoint import load_checkpoint
 
@@ -629,18 +634,22 @@ class _Trainer:
         copied: dict[str, torch.Tensor] = {}
         for path in paths:
             checkpoint = load_checkpoint(path)
-            if list(checkpoint["labels"]) != list(self.labels):
-                raise ValueError(
-                    f"--init-from {path}: its labels {checkpoint['labels']} differ from the data's"
-                )
             if checkpoint["preset"] != self.config.preset:
                 raise ValueError(
                     f"--init-from {path}: preset {checkpoint['preset']!r}, not {self.config.preset!r}"
                 )
+            same_labels = list(checkpoint["labels"]) == list(self.labels)
+            if not same_labels:  # transfer: its classifiers score other classes, everything else fits
+                self._log(
+                    "%s has other labels %s: its classifiers are not copied", path, checkpoint["labels"]
+                )
             fitting = {
                 name: tensor.float() if tensor.is_floating_point() else tensor
                 for name, tensor in checkpoint["state_dict"].items()
-                if name in own and name not in copied and own[name].shape == tensor.shape
+                if name in own
+                and name not in copied
+                and own[name].shape == tensor.shape
+                and (same_labels or not name.startswith(CLASSIFIER_PREFIXES))
             }
             if not fitting:
                 raise ValueError(f"--init-from {path}: no tensor of it fits what is still to fill")

@@ -452,6 +452,22 @@ def test_init_from_copies_what_fits_and_names_the_rest(
     assert torch.equal(result["fusion.0.weight"], before["fusion.0.weight"])
 
 
+def test_init_from_other_labels_copies_all_but_the_classifiers(tiny_dataset: Path, tmp_path: Path) -> None:
+    """Transfer: a checkpoint of other classes gives the network, not its per-class layers."""
+    source = tmp_path / "source"
+    train(_config(tiny_dataset, source, epochs_stage2=1))
+    checkpoint = torch.load(source / "last.pt", weights_only=True)
+    checkpoint["labels"] = [f"other_{label}" for label in checkpoint["labels"]]
+    torch.save(checkpoint, tmp_path / "other.pt")
+    tuned = tmp_path / "tuned"
+    train(_config(tiny_dataset, tuned, init_from=(str(tmp_path / "other.pt"),), epochs_stage1=0, lr=0.0))
+    before, after = _state(source), _state(tuned)
+    assert torch.equal(before["temporal.fc.0.weight"], after["temporal.fc.0.weight"])
+    assert torch.equal(before["fusion.0.weight"], after["fusion.0.weight"])
+    assert not torch.equal(before["classifier.weight"], after["classifier.weight"])
+    assert not torch.equal(before["aux_classifier.3.weight"], after["aux_classifier.3.weight"])
+
+
 def test_init_from_and_resume_exclude_each_other(tiny_dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="exclude each other"):
         _config(tiny_dataset, tmp_path, resume=True, init_from=("x.pt",))
