@@ -70,9 +70,10 @@ def command(
         list[Path] | None,
         typer.Option(
             "--init-from",
-            help="Start from this checkpoint's weights (same preset and labels) with a fresh optimiser "
-            "and schedule: fine-tuning, or more epochs after a finished run. Every tensor whose name and "
-            "shape fit is copied; repeat the option to fill what the first file lacks from the next.",
+            help="Start from this checkpoint's weights (same preset) with a fresh optimiser and schedule: "
+            "fine-tuning, or more epochs after a finished run. Every tensor whose name and shape fit is "
+            "copied (classifiers only when the labels are the same); repeat the option to fill what the "
+            "first file lacks from the next.",
         ),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu | cuda.")] = "cpu",
