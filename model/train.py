@@ -96,6 +96,7 @@ class TrainConfig:
     seed: int = 0
     resume: bool = False
     init_from: tuple[str, ...] = ()  # start from these checkpoints' weights (fresh optimiser, schedule)
+    freeze: tuple[str, ...] = ()  # parameter-name prefixes (e.g. "lower", "temporal") kept as they are
     device: str = "cpu"
     threads: int | None = None  # torch intra-op threads (default: all cores / local world size)
     workers: int = 0  # DataLoader worker processes per rank
@@ -760,10 +761,25 @@ class _Trainer:
         used = used_parameters(objective, inputs)
         trainable = []
         for name, parameter in objective.named_parameters():
-            parameter.requires_grad_(name in used)
-            if name in used:
+            train_it = name in used and not self._frozen(name.removeprefix("model."))
+            parameter.requires_grad_(train_it)
+            if train_it:
                 trainable.append(parameter)
+        if not trainable:
+            raise ValueError(
+                f"--freeze {', '.join(self.config.freeze)} leaves nothing to train in stage {stage}"
+            )
         return objective, trainable
+
+    def _frozen(self, name: str) -> bool:
+        return any(name == prefix or name.startswith(prefix + ".") for prefix in self.config.freeze)
+
+    def _train_mode(self, module: nn.Module) -> None:
+        """Training mode, except that frozen parts keep BatchNorm statistics and dropout as in eval."""
+        module.train()
+        for name, sub in self.model.named_modules():
+            if name and self._frozen(name):
+                sub.eval()
 
     def _run_stage(
         self,
@@ -866,7 +882,7 @@ class _Trainer:
     ) -> dict[str, float]:
         config = self.config
         device = self.info.device
-        wrapped.train()
+        self._train_mode(wrapped)
         loss_sum = correct = seen = 0.0
         steps = 0
         started = time.monotonic()
@@ -957,7 +973,7 @@ class _Trainer:
             predicted = probs.mean(dim=1).argmax(dim=1).cpu()
             correct += float((predicted == labels).sum())
             total += labels.shape[0]
-        self.model.train()
+        self._train_mode(self.model)
         correct, total = _all_reduce_sum([correct, total], self.info)
         return correct / max(total, 1.0)
 

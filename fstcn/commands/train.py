@@ -76,6 +76,14 @@ def command(
             "first file lacks from the next.",
         ),
     ] = None,
+    freeze: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--freeze",
+            help="Keep the parameters under this module name as they are (e.g. lower, temporal, "
+            "spatial; repeatable); their BatchNorm statistics stay fixed too.",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu | cuda.")] = "cpu",
     threads: Annotated[
         int | None, typer.Option("--threads", help="Torch threads per process (default: cores / processes).")
@@ -142,6 +150,7 @@ def command(
             seed=seed,
             resume=resume,
             init_from=tuple(str(path) for path in init_from or ()),
+            freeze=tuple(freeze or ()),
             device=device,
             threads=threads,
             workers=workers,

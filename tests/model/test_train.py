@@ -468,6 +468,37 @@ def test_init_from_other_labels_copies_all_but_the_classifiers(tiny_dataset: Pat
     assert not torch.equal(before["aux_classifier.3.weight"], after["aux_classifier.3.weight"])
 
 
+def test_freeze_keeps_those_parameters_and_their_norm_statistics(tiny_dataset: Path, tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    train(_config(tiny_dataset, source, epochs_stage2=1))
+    tuned = tmp_path / "tuned"
+    train(
+        _config(
+            tiny_dataset,
+            tuned,
+            init_from=(str(source / "last.pt"),),
+            freeze=("lower", "temporal"),
+            epochs_stage1=0,
+            lr=1e-2,
+        )
+    )
+    before, after = _state(source), _state(tuned)
+    frozen = [name for name in before if name.startswith(("lower.", "temporal."))]
+    assert any("running_mean" in name for name in frozen)  # BatchNorm statistics are covered too
+    for name in frozen:
+        assert torch.equal(before[name], after[name]), name
+    assert not torch.equal(before["spatial.fc.0.weight"], after["spatial.fc.0.weight"])
+    with pytest.raises(ValueError, match="nothing to train"):
+        train(
+            _config(
+                tiny_dataset,
+                tmp_path / "all",
+                freeze=("lower", "spatial", "temporal", "fusion", "classifier", "aux_classifier"),
+                epochs_stage1=0,
+            )
+        )
+
+
 def test_init_from_and_resume_exclude_each_other(tiny_dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="exclude each other"):
         _config(tiny_dataset, tmp_path, resume=True, init_from=("x.pt",))
