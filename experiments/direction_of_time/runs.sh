@@ -1,0 +1,38 @@
+#!/bin/bash
+# Every run of the second session's direction-of-time study, in the order they ran (model card, section
+# "Direction of time"). All start from the shipped synth-r2 weights (runs/default-r2/best.pt, the card's
+# run 2) on the 2-core CPU box; the data folders are those of the card plus two views made of symlinks:
+#   data/synth/train-pair/{sit_down,stand_up} -> ../train/{sit_down,stand_up}     (folder layout)
+#   data/synth/test-pair/{sit_down,stand_up}  -> ../test/{sit_down,stand_up}
+#   data/synth/train-mix: the UCF101 layout of data/synth/train with every sit_down and stand_up video
+#       listed 4 times (extra symlinks NAME_copyK.EXT; trainlist01.txt lists all 2880)
+# Runs marked "stopped" were killed by hand once the per-class check showed the outcome.
+set -euo pipefail
+R2=runs/default-r2/best.pt
+FT="--epochs-stage1 0 --batch-size 32 --cache-dir data/cache --threads 2 --warmup-epochs 0.5"
+PROBE="--lr 1e-3 --weight-decay 1e-4 --label-smoothing 0"
+CHECK="python experiments/direction_of_time/per_class.py"
+
+# r3: 10 classes, both paths, TCL on the 6x6 map (fresh TCL), default regularisation (stopped at epoch 19)
+fstcn train --data data/synth/train --out runs/r3 --preset small --init-from $R2 $FT --epochs-stage2 25 --lr 1e-3 --seed 2
+$CHECK runs/r3/last.pt sit_down,stand_up
+# temporal path only, 10 classes
+fstcn train --data data/synth/train --out runs/control-temporal --preset small --paths temporal --init-from $R2 $FT --epochs-stage2 20 --lr 1e-3 --seed 2
+$CHECK runs/control-temporal/last.pt sit_down,stand_up
+# the pair alone (sit_down vs stand_up), one run per --paths value
+PAIR="--data data/synth/train-pair --dataset-kind folder --holdout 0 --preset small --init-from $R2 $FT --epochs-stage2 40 $PROBE --seed 3"
+fstcn train $PAIR --out runs/direction --paths temporal
+fstcn train $PAIR --out runs/direction-both
+fstcn train $PAIR --out runs/direction-d3 --freeze spatial
+fstcn train $PAIR --out runs/direction-spatial --paths spatial
+for run in direction direction-spatial direction-both; do
+  fstcn evaluate --model runs/$run/best.pt --data data/synth/test-pair --dataset-kind folder --subset train --holdout 0 --out runs/eval-$run
+done
+$CHECK runs/direction-d3/last.pt sit_down,stand_up 40
+# back to 10 classes from the pair's temporal path (+ synth-r2 for what it lacks)
+INIT="--init-from runs/direction/best.pt --init-from $R2"
+fstcn train --data data/synth/train --out runs/r4 --preset small $INIT $FT --epochs-stage2 15 --lr 5e-4 --seed 4      # stopped at epoch 9
+fstcn train --data data/synth/train-mix --out runs/r5 --preset small $INIT $FT --epochs-stage2 12 $PROBE --seed 5     # stopped at epoch 5
+fstcn train --data data/synth/train --out runs/r6 --preset small $INIT --freeze lower --freeze temporal $FT --epochs-stage2 8 $PROBE --seed 6  # stopped at epoch 2
+fstcn train --data data/synth/train-mix --out runs/r8-temporal --preset small --paths temporal $INIT $FT --epochs-stage2 10 --lr 5e-4 --weight-decay 1e-4 --label-smoothing 0 --seed 8
+$CHECK runs/r8-temporal/best.pt wave,clap,jumping_jack,jump,squat,punch,kick,bow,sit_down,stand_up
