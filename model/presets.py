@@ -148,7 +148,8 @@ SMALL = FstCNConfig(
     # can follow where motion edges go over the l_t V_diff frames, the only cue that tells sit_down from
     # its time reversal stand_up (one V_diff frame's signs flip with figure/background contrast). Measured
     # (temporal path only, sit_down vs stand_up, 15 epochs from the synth-r2 weights): 95-100% test
-    # accuracy in the last 4 epochs vs 84-92% with Pool(3,3). Cost: the TCL grows from 0.7 to 6 MMACs.
+    # accuracy in the last 4 epochs vs 84-92% with Pool(3,3); experiments/direction_of_time/
+    # temporal_pool_probe.py. Cost: the TCL grows from 0.7 to 6 MMACs.
     temporal_pool=1,
     tcl_filters=(16, 16),
     tcl_dropout=0.3,  # small TCL maps (16 x 64 x 5 each); 0.5 here and on every FC is much noise

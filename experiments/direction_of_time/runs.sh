@@ -13,6 +13,9 @@ FT="--epochs-stage1 0 --batch-size 32 --cache-dir data/cache --threads 2 --warmu
 PROBE="--lr 1e-3 --weight-decay 1e-4 --label-smoothing 0"
 CHECK="python experiments/direction_of_time/per_class.py"
 
+# the probe behind temporal_pool=1 (first thing this session ran; 15 epochs each, ~2.5 min each)
+python experiments/direction_of_time/temporal_pool_probe.py 3 15 $R2
+python experiments/direction_of_time/temporal_pool_probe.py 1 15 $R2
 # r3: 10 classes, both paths, TCL on the 6x6 map (fresh TCL), default regularisation (stopped at epoch 19)
 fstcn train --data data/synth/train --out runs/r3 --preset small --init-from $R2 $FT --epochs-stage2 25 --lr 1e-3 --seed 2
 $CHECK runs/r3/last.pt sit_down,stand_up
