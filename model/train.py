@@ -618,6 +618,13 @@ class _Trainer:
         self.meta = make_meta(self.preset_config, self.config.preset, self.labels)
         if self.config.init_from:
             self._load_initial_weights(self.config.init_from)
+        modules = [name for name, _ in self.model.named_modules() if name]
+        unknown = [p for p in self.config.freeze if not any(n == p or n.startswith(p + ".") for n in modules)]
+        if unknown:
+            tops = sorted({name.split(".")[0] for name in modules})
+            raise ValueError(
+                f"--freeze {', '.join(unknown)}: no such module (this model has {', '.join(tops)})"
+            )
 
     def _load_initial_weights(self, paths: Sequence[str]) -> None:
         """Fine-tuning: copy checkpoints' weights (same preset) into the fresh model.

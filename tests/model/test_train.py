@@ -488,6 +488,8 @@ def test_freeze_keeps_those_parameters_and_their_norm_statistics(tiny_dataset: P
     for name in frozen:
         assert torch.equal(before[name], after[name]), name
     assert not torch.equal(before["spatial.fc.0.weight"], after["spatial.fc.0.weight"])
+    with pytest.raises(ValueError, match="no such module"):
+        train(_config(tiny_dataset, tmp_path / "typo", freeze=("lowr",), epochs_stage1=0))
     with pytest.raises(ValueError, match="nothing to train"):
         train(
             _config(
