@@ -39,3 +39,15 @@ fstcn train --data data/synth/train-mix --out runs/r5 --preset small $INIT $FT -
 fstcn train --data data/synth/train --out runs/r6 --preset small $INIT --freeze lower --freeze temporal $FT --epochs-stage2 8 $PROBE --seed 6  # stopped at epoch 2
 fstcn train --data data/synth/train-mix --out runs/r8-temporal --preset small --paths temporal $INIT $FT --epochs-stage2 10 --lr 5e-4 --weight-decay 1e-4 --label-smoothing 0 --seed 8
 $CHECK runs/r8-temporal/best.pt wave,clap,jumping_jack,jump,squat,punch,kick,bow,sit_down,stand_up
+# where the pair's both-paths failure comes from: the lower SCL frozen (its BatchNorm statistics too)
+fstcn train $PAIR --out runs/direction-temporal-frozen --paths temporal --freeze lower
+fstcn train $PAIR --out runs/direction-both-frozen --freeze lower --freeze spatial
+for run in direction-temporal-frozen direction-both-frozen direction-d3; do
+  fstcn evaluate --model runs/$run/best.pt --data data/synth/test-pair --dataset-kind folder --subset train --holdout 0 --out runs/eval-$run
+done
+# two stages on ten classes: the temporal path without the spatial path in the fusion (lower SCL frozen),
+# then the spatial path, fusion and classifier with the lower SCL and the temporal path frozen
+fstcn train --data data/synth/train-mix --out runs/r9-temporal --preset small --paths temporal --freeze lower --init-from $R2 $FT --epochs-stage2 12 $PROBE --seed 9
+$CHECK runs/r9-temporal/best.pt wave,clap,jumping_jack,jump,squat,punch,kick,bow,sit_down,stand_up
+fstcn train --data data/synth/train --out runs/r10 --preset small --freeze lower --freeze temporal --init-from runs/r9-temporal/best.pt --init-from $R2 $FT --epochs-stage2 8 $PROBE --seed 10
+$CHECK runs/r10/best.pt wave,clap,jumping_jack,jump,squat,punch,kick,bow,sit_down,stand_up
