@@ -50,3 +50,6 @@ done
 fstcn train --data data/synth/train-mix --out runs/r9-temporal --preset small --paths temporal --freeze lower --init-from $R2 $FT --epochs-stage2 12 $PROBE --seed 9
 $CHECK runs/r9-temporal/best.pt wave,clap,jumping_jack,jump,squat,punch,kick,bow,sit_down,stand_up
 fstcn train --data data/synth/train --out runs/r10 --preset small --freeze lower --freeze temporal --init-from runs/r9-temporal/best.pt --init-from $R2 $FT --epochs-stage2 8 $PROBE --seed 10   # stopped: r9 had no direction
+# the pair's frozen-lower temporal run, then the ten classes with everything up to the TCL frozen
+fstcn train --data data/synth/train --out runs/r11-temporal --preset small --paths temporal --freeze lower --freeze temporal.branch --freeze temporal.tp --freeze temporal.tcl --init-from runs/direction-temporal-frozen/best.pt --init-from $R2 $FT --epochs-stage2 8 $PROBE --seed 11
+$CHECK runs/r11-temporal/best.pt wave,clap,jumping_jack,jump,squat,punch,kick,bow,sit_down,stand_up
