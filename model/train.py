@@ -55,6 +55,11 @@ LOG_FILE = "log.jsonl"
 _PROCESS_GROUP_TIMEOUT = timedelta(hours=3)
 
 
+def _under(name: str, module: str) -> bool:
+    """Whether the dotted parameter/module `name` is `module` or lies inside it ("lower.conv1" in "lower")."""
+    return name == module or name.startswith(module + ".")
+
+
 # Per-class layers: --init-from does not copy them from a checkpoint trained on other labels.
 CLASSIFIER_PREFIXES = ("classifier.", "aux_classifier.")
 
@@ -619,7 +624,7 @@ class _Trainer:
         if self.config.init_from:
             self._load_initial_weights(self.config.init_from)
         modules = [name for name, _ in self.model.named_modules() if name]
-        unknown = [p for p in self.config.freeze if not any(n == p or n.startswith(p + ".") for n in modules)]
+        unknown = [p for p in self.config.freeze if not any(_under(n, p) for n in modules)]
         if unknown:
             tops = sorted({name.split(".")[0] for name in modules})
             raise ValueError(
@@ -779,7 +784,7 @@ class _Trainer:
         return objective, trainable
 
     def _frozen(self, name: str) -> bool:
-        return any(name == prefix or name.startswith(prefix + ".") for prefix in self.config.freeze)
+        return any(_under(name, prefix) for prefix in self.config.freeze)
 
     def _train_mode(self, module: nn.Module) -> None:
         """Training mode, except that frozen parts keep BatchNorm statistics and dropout as in eval."""
