@@ -58,7 +58,7 @@ class BenchConfig:
     requests_per_client: int = 3
     data: Path | None = None  # agreement: a folder of videos (e.g. data/synth/test)
     max_videos: int = 0  # agreement: 0 = all
-    out: Path | None = None  # JSON written after every section
+    out: Path | None = None  # JSON written after every section and at the end
     progress: Callable[[str], None] = field(default=lambda message: None)
 
     def __post_init__(self) -> None:
@@ -112,13 +112,18 @@ def run(config: BenchConfig) -> dict[str, Any]:
         results[name]["load_before"] = before
         results[name]["load_after"] = load_average()
         results[name]["seconds"] = round(time.perf_counter() - section_start, 1)
-        if config.out is not None:  # after every section: a failure later keeps what was measured
-            config.out.parent.mkdir(parents=True, exist_ok=True)
-            config.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        _save(results, config.out)  # after every section: a failure later keeps what was measured
     results["load_average"]["end"] = load_average()
     results["seconds"] = round(time.time() - started, 1)
     results["targets"] = targets(results)
+    _save(results, config.out)
     return results
+
+
+def _save(results: dict[str, Any], out: Path | None) -> None:
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2, default=str) + "\n")
 
 
 # ------------------------------------------------------------------------------------------- helpers

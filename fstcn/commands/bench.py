@@ -49,7 +49,6 @@ def command(
     A quick run (default sections, --repeats 3) takes a few minutes on 2 cores; `--sections all` longer.
     Results: a table here and JSON (--out). See bench/RESULTS.md and docs/performance.md.
     """
-    import json
     import logging
     import time
 
@@ -90,9 +89,6 @@ def command(
         )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
-    results = run(config)
-    out = config.out
-    assert out is not None
-    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    results = run(config)  # also writes config.out
     Console(width=170).print(render(results))
-    console.print(f"results: {out}")
+    console.print(f"results: {config.out}")

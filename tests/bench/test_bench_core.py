@@ -153,6 +153,18 @@ def test_bench_config_and_cli_reject_unknown_sections() -> None:
     assert CliRunner().invoke(app, ["bench", "--help"]).exit_code == 0
 
 
+def test_fstcn_bench_writes_the_complete_results_json(tmp_path: Path) -> None:
+    """The JSON file holds the whole run, targets included (the runner writes it, not only per section)."""
+    out = tmp_path / "results.json"
+    result = CliRunner().invoke(
+        app, ["bench", "--sections", "peak", "--repeats", "1", "--cache", str(tmp_path), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    saved = json.loads(out.read_text())
+    assert saved["peak"]["peak_gflops"] > 0
+    assert "targets" in saved and "seconds" in saved and "end" in saved["load_average"]
+
+
 def test_gpu_bench_runs_its_cpu_fallback_on_the_tiny_preset(tmp_path: Path) -> None:
     from bench.gpu_bench import main
     from tests.videos import write_video
