@@ -18,10 +18,18 @@ import torch
 
 from model.augment import validation_pairs
 from model.checkpoint import build_model_from_checkpoint
-from model.frame_cache import build_frame_cache
+from model.frame_cache import CachedVideo, build_frame_cache
+from model.meta import ModelMeta
 
 TEST_ROOT = Path("data/synth/test")
 CACHE_DIR = "data/cache"
+
+
+def predicted_class(model: torch.nn.Module, meta: ModelMeta, video: CachedVideo) -> int:
+    """The class index a model in eval mode gives `video`: centre crop, softmax averaged over 5 clips."""
+    appearance, motion = validation_pairs(video.frames(), video.times, meta, num_clips=5)
+    with torch.inference_mode():
+        return int(model(appearance, motion).softmax(dim=1).mean(dim=0).argmax())  # (M, N) -> (N,) -> ()
 
 
 def main() -> None:
@@ -33,14 +41,7 @@ def main() -> None:
     for name in classes:
         paths = sorted((TEST_ROOT / name).iterdir())[:limit]
         videos, _ = build_frame_cache(paths, CACHE_DIR, resize_short=meta.resize_short)
-        predicted: Counter[str] = Counter()
-        with torch.inference_mode():
-            for video in videos:
-                if video is None:
-                    continue
-                appearance, motion = validation_pairs(video.frames(), video.times, meta, num_clips=5)
-                probs = model(appearance, motion).softmax(dim=1).mean(dim=0)  # (M, N) -> (N,)
-                predicted[meta.labels[int(probs.argmax())]] += 1
+        predicted = Counter(meta.labels[predicted_class(model, meta, video)] for video in videos if video)
         print(f"{name} {predicted[name]}/{sum(predicted.values())} {dict(predicted)}", flush=True)  # noqa: T201
 
 

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from per_class import predicted_class  # the sibling script (this folder is on sys.path when run)
 from torch import nn
 from torch.utils.data import DataLoader
 
-from model.augment import AugmentConfig, validation_pairs
+from model.augment import AugmentConfig
 from model.checkpoint import load_checkpoint
 from model.frame_cache import CachedVideo, build_frame_cache
 from model.network import FstCN
@@ -80,11 +81,10 @@ def main() -> None:
             seen += len(labels)
             correct += int((logits.argmax(1) == labels).sum())
         model.eval()
-        hits = []
-        with torch.inference_mode():
-            for video, label in zip(test_videos, test_labels, strict=True):
-                appearance, motion = validation_pairs(video.frames(), video.times, meta, num_clips=5)
-                hits.append(int(model(appearance, motion).softmax(1).mean(0).argmax()) == label)
+        hits = [
+            predicted_class(model, meta, video) == label
+            for video, label in zip(test_videos, test_labels, strict=True)
+        ]
         print(  # noqa: T201
             f"pool={pool} epoch {epoch + 1}: train accuracy {correct / seen:.3f}, "
             f"test accuracy {np.mean(hits):.3f} ({time.monotonic() - started:.0f} s)",
