@@ -12,7 +12,9 @@ speed does not depend on them. Every step checks the time budget and the JSON is
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import logging
 import statistics
 import sys
 import tempfile
@@ -110,8 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("gpu-bench.json"))
     parser.add_argument("--skip-onnx", action="store_true")
+    parser.add_argument(
+        "--onnx-on-cpu", action="store_true", help="run the ONNX Runtime step without a CUDA provider too"
+    )
     args = parser.parse_args(argv)
     started = time.monotonic()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     import torch
 
@@ -216,8 +222,13 @@ def main(argv: list[str] | None = None) -> int:
             )
         network.float()
 
-        results["onnxruntime"] = _onnxruntime(network, meta, app, mot, args, budget_left, Path(tmp), cuda)
+        results["onnxruntime"] = _onnxruntime(
+            network, meta, app, mot, args, budget_left, Path(tmp), args.onnx_on_cpu
+        )
         save()
+        if isinstance(results["onnxruntime"], dict):
+            results["service_pipeline"] = _service_pipeline(Path(tmp), video, args, budget_left, save)
+            save()
     results["seconds"] = time.monotonic() - started
     save()
     print(json.dumps({k: v for k, v in results.items() if k != "torch"}, indent=1), flush=True)
@@ -225,34 +236,112 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _onnxruntime(
-    network: Any, meta: Any, app: Any, mot: Any, args: Any, budget_left: Any, tmp: Path, cuda: bool
+    network: Any, meta: Any, app: Any, mot: Any, args: Any, budget_left: Any, tmp: Path, on_cpu: bool
 ) -> Any:
+    """The service's engine (service.engine.Engine, auto providers) on the preset's fp32 and fp16 graphs
+    and on the shipped model: provider in use and inference time for 1, 2 and 4 videos per run."""
     try:
         import onnxruntime as ort
     except ImportError:
         return "onnxruntime not installed"
-    providers = ort.get_available_providers()
-    if "CUDAExecutionProvider" not in providers:
-        return f"onnxruntime {ort.__version__} without CUDAExecutionProvider (onnxruntime-gpu not installed)"
-    if args.skip_onnx or not budget_left():
+    if args.skip_onnx:
         return "skipped"
-    import torch
+    if "CUDAExecutionProvider" not in ort.get_available_providers() and not on_cpu:
+        return f"onnxruntime {ort.__version__} without CUDAExecutionProvider (onnxruntime-gpu not installed)"
+    from dataclasses import replace
 
-    from model.export import ProbabilityModel, _to_onnx
+    from model.export import onnx_graph
+    from service.engine import Engine
 
-    model = _to_onnx(ProbabilityModel(network.cpu().float()).eval(), meta, 17)
-    path = tmp / "model.onnx"
-    path.write_bytes(model.SerializeToString())
-    network.to("cuda" if cuda else "cpu")
-    session = ort.InferenceSession(str(path), providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
-    feeds = {"appearance": app, "motion": mot}
-    seconds, _ = _median_time(lambda: session.run(None, feeds), args.iters, lambda: None)
-    del torch
-    return {
-        "providers": session.get_providers(),
-        "infer_ms_fp32_host_io": 1000 * seconds,
-        "videos_per_s": 1 / seconds,
+    cpu_network = network.cpu().float()
+    graphs = {}
+    for precision in ("fp32", "fp16"):
+        path = tmp / f"{args.preset}-{precision}.onnx"
+        path.write_bytes(onnx_graph(cpu_network, replace(meta, precision=precision)).SerializeToString())
+        graphs[f"{args.preset} {precision}"] = path
+    shipped = Path("models/fstcn-small.onnx")
+    if shipped.is_file():
+        graphs["shipped fstcn-small fp32"] = shipped
+    results: dict[str, Any] = {"onnxruntime": ort.__version__}
+    for name, path in graphs.items():
+        if not budget_left():
+            results[name] = "skipped: time budget"
+            continue
+        start = time.perf_counter()
+        engine = Engine.load(path)
+        engine.warm_up()
+        entry: dict[str, Any] = {
+            "providers": engine.providers,
+            "load_and_warm_up_s": time.perf_counter() - start,
+        }
+        a, m = (app, mot) if engine.meta.crop_size == meta.crop_size else _inputs_for(engine.meta, app, mot)
+        for videos in (1, 2, 4):
+            batch_a, batch_m = np.concatenate([a] * videos), np.concatenate([m] * videos)
+            run = functools.partial(engine.infer, batch_a, batch_m)
+            seconds, _ = _median_time(run, args.iters, lambda: None)
+            entry[f"{videos}_videos_per_run"] = {"infer_ms": 1000 * seconds, "videos_per_s": videos / seconds}
+        engine.close()
+        results[name] = entry
+        print(f"onnxruntime {name}: {entry}", flush=True)
+    return results
+
+
+def _service_pipeline(tmp: Path, video: Path, args: Any, budget_left: Any, save: Any) -> dict[str, Any]:
+    """The service's data plane, `service.pipeline.Pipeline.predict_file` (probe, decode, preprocess,
+    infer, fuse; 5 clips x 18 crops, SCI) on one video at a time, for the plain graph and the frames
+    graphs (preprocessing in the graph; shared trunk): per-stage and total medians in ms."""
+    from model.fastpaths import export_exact_graph, export_trunk_graph
+    from service.engine import Engine
+    from service.pipeline import Pipeline, PredictOptions
+    from service.video.decode import VideoLimits
+
+    plain = tmp / f"{args.preset}-fp32.onnx"
+    shipped = Path("models/fstcn-small.onnx")
+    builders = {
+        f"{args.preset} fp32 plain": lambda: plain,
+        f"{args.preset} fp32 frames graph": lambda: (
+            export_exact_graph(plain, tmp / "paper.frames.onnx").onnx_path
+        ),
     }
+    if shipped.is_file():
+        builders["shipped plain"] = lambda: shipped
+        builders["shipped frames graph"] = lambda: (
+            export_exact_graph(shipped, tmp / "small.frames.onnx").onnx_path
+        )
+        builders["shipped shared trunk"] = lambda: (
+            export_trunk_graph(shipped.with_suffix(".pt"), tmp / "small.trunk.onnx").onnx_path
+        )
+    results: dict[str, Any] = {}
+    for name, build in builders.items():
+        if not budget_left():
+            results[name] = "skipped: time budget"
+            continue
+        engine = Engine.load(build())
+        engine.warm_up()
+        pipeline = Pipeline(engine, limits=VideoLimits())
+        pipeline.predict_file(video, PredictOptions())
+        totals, stages = [], []
+        for _ in range(args.iters):
+            start = time.perf_counter()
+            prediction = pipeline.predict_file(video, PredictOptions())
+            totals.append(time.perf_counter() - start)
+            stages.append(prediction.timing_s)
+        results[name] = {
+            "providers": engine.providers,
+            "total_ms": 1000 * statistics.median(totals),
+            "videos_per_s": 1 / statistics.median(totals),
+            "stage_ms": {key: 1000 * statistics.median(s[key] for s in stages) for key in stages[0]},
+        }
+        engine.close()
+        save()
+        print(f"service pipeline {name}: {results[name]}", flush=True)
+    return results
+
+
+def _inputs_for(meta: Any, app: Any, mot: Any) -> tuple[Any, Any]:
+    """Zero inputs of one video (5 clips x 18 crops) in `meta`'s crop size: speed needs no real pixels."""
+    c, t, rows = meta.crop_size, meta.sampling.clip_length, app.shape[0]
+    return np.zeros((rows, 3, c, c), np.float32), np.zeros((rows, t, 3, c, c), np.float32)
 
 
 if __name__ == "__main__":

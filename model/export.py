@@ -137,12 +137,8 @@ def export_model(
     meta = model_meta(
         checkpoint, name=name or out.stem, version=version, precision="fp16" if fp16 else "fp32"
     )
-    dtype = torch.float16 if fp16 else torch.float32
     tolerance = FP16_TOLERANCE if fp16 else FP32_TOLERANCE
-    graph = ProbabilityModel(fold_batchnorm(model), dtype).eval()
-    onnx_model = _to_onnx(graph, meta, opset)
-    onnx_model.metadata_props.add(key=META_KEY, value=meta.to_json())
-    onnx.checker.check_model(onnx_model)
+    onnx_model = onnx_graph(model, meta, opset)
     serialised = onnx_model.SerializeToString()
 
     checks = _verification_batches(meta, seed, real_inputs)
@@ -158,6 +154,18 @@ def export_model(
     opset_used = max(o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx"))
     logger.info("exported %s (%s, opset %d); max |dp| %s", out, meta.precision, opset_used, diffs)
     return ExportResult(out, checkpoint_path, meta, opset_used, diffs, tolerance)
+
+
+def onnx_graph(model: FstCN, meta: ModelMeta, opset: int = MIN_OPSET) -> onnx.ModelProto:
+    """The served graph of `model` (batch norm folded into a copy, cast to `meta.precision`, softmax
+    at the end; `model` itself is left as it is) with `meta` stored in it, checked by onnx.checker.
+    Not verified against PyTorch: export_model does that."""
+    dtype = torch.float16 if meta.precision == "fp16" else torch.float32
+    graph = ProbabilityModel(fold_batchnorm(model), dtype).eval()
+    onnx_model = _to_onnx(graph, meta, opset)
+    onnx_model.metadata_props.add(key=META_KEY, value=meta.to_json())
+    onnx.checker.check_model(onnx_model)
+    return onnx_model
 
 
 def _to_onnx(graph: ProbabilityModel, meta: ModelMeta, opset: int) -> onnx.ModelProto:
@@ -185,7 +193,7 @@ def _to_onnx(graph: ProbabilityModel, meta: ModelMeta, opset: int) -> onnx.Model
     onnx_model = onnx.load_from_string(buffer.getvalue())
     _restore_unused_inputs(onnx_model, meta)
     # the oldest IR version that carries this opset, so that older ONNX Runtime releases load the file
-    onnx_model.ir_version = _min_ir_version(opset)
+    onnx_model.ir_version = min_ir_version(opset)
     _check_io(onnx_model, meta)
     return onnx_model
 
@@ -207,7 +215,7 @@ def _restore_unused_inputs(onnx_model: onnx.ModelProto, meta: ModelMeta) -> None
     onnx_model.graph.input.extend(inputs)
 
 
-def _min_ir_version(opset: int) -> int:
+def min_ir_version(opset: int) -> int:
     return int(onnx.helper.find_min_ir_version_for([onnx.helper.make_opsetid("", opset)]))
 
 

@@ -41,8 +41,8 @@ from model.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
 from model.export import (
     FP32_TOLERANCE,
     ExportVerificationError,
-    _min_ir_version,
     fold_batchnorm,
+    min_ir_version,
     write_atomic,
 )
 from model.frames_graph import (
@@ -487,7 +487,7 @@ def _trace(graph: SharedTrunkGraph, meta: ModelMeta, info: GraphInfo) -> onnx.Mo
             dynamo=False,
         )
     onnx_model = onnx.load_from_string(buffer.getvalue())
-    onnx_model.ir_version = _min_ir_version(OPSET)
+    onnx_model.ir_version = min_ir_version(OPSET)
     return onnx_model
 
 

@@ -95,6 +95,20 @@ class FstCNConfig:
         return side
 
     @property
+    def largest_activation_per_clip_pair(self) -> int:
+        """Elements of the network's largest tensor per clip-pair crop: a lower SCL conv's output over the
+        appearance frame and the l_t V_diff frames (conv1's, at every preset)."""
+        side, largest = self.crop_size, 0
+        for index, (width, kernel, stride) in enumerate(
+            zip(self.lower_widths, self.lower_kernels, self.lower_strides, strict=True)
+        ):
+            side = conv_out(side, kernel, stride, kernel // 2)
+            largest = max(largest, width * side * side)
+            if index < 2:
+                side = conv_out(side, self.pool_kernel, self.pool_stride, 0)
+        return (self.clip_length + 1) * largest
+
+    @property
     def feature_size(self) -> int:
         """Side of the spatial branch's output map after Pool(branch_pool, branch_pool)."""
         side = conv_out(self.lower_size, self.branch_kernel, 1, self.branch_kernel // 2)

@@ -40,6 +40,7 @@ import onnxruntime as ort
 from model.clips import plan_clip_pairs
 from model.frames_graph import GRAPH_KEY, GraphInfo, frame_feeds
 from model.meta import APPEARANCE_INPUT, META_KEY, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
+from model.presets import PRESETS, get_config
 from service import metrics
 from service.batching import DynamicBatcher
 from service.errors import InternalError, Overloaded
@@ -56,6 +57,10 @@ AUTO_PROVIDERS = (TENSORRT, CUDA, CPU)
 SHORT_NAMES = {TENSORRT: "tensorrt", CUDA: "cuda", CPU: "cpu"}
 # Most rows one request can send: 32 clips x 18 crops (SPEC 4); the TensorRT profile covers it.
 MAX_REQUEST_ROWS = 32 * 18
+
+# cuDNN and TensorRT describe a tensor with 32-bit element counts: a run whose largest activation has
+# more elements fails (CUDNN_STATUS_NOT_SUPPORTED; seen with the paper preset at 360 rows on an H100).
+MAX_TENSOR_ELEMENTS = 2**31 - 1
 
 _ORT_QUIET = 4  # fatal only: provider probing must not print a stack of loader errors
 _ORT_NORMAL = 3  # errors only in normal operation
@@ -90,6 +95,7 @@ class Engine:
         self.model_path = model_path
         self.graph = graph
         self.providers: list[str] = list(session.get_providers())
+        self.max_rows_per_run = max_rows_per_run(meta)
         self._ready = threading.Event()
         self._batcher: DynamicBatcher[tuple[FloatArray, FloatArray], FloatArray] | None = None
         if batching is not None and graph is not None:
@@ -239,12 +245,17 @@ class Engine:
             self._batcher.close()
 
     def _run(self, appearance: FloatArray, motion: FloatArray, *, record: bool = True) -> FloatArray:
-        feeds = {
-            APPEARANCE_INPUT: np.ascontiguousarray(appearance, dtype=np.float32),
-            MOTION_INPUT: np.ascontiguousarray(motion, dtype=np.float32),
-        }
-        (probs,) = self.session.run([PROBS_OUTPUT], feeds)
-        probs = np.asarray(probs, dtype=np.float32)
+        """One session run per `max_rows_per_run` rows: (B, 3, c, c), (B, T, 3, c, c) -> (B, N)."""
+        step = self.max_rows_per_run
+        parts = []
+        for start in range(0, appearance.shape[0], step):
+            feeds = {
+                APPEARANCE_INPUT: np.ascontiguousarray(appearance[start : start + step], dtype=np.float32),
+                MOTION_INPUT: np.ascontiguousarray(motion[start : start + step], dtype=np.float32),
+            }
+            (part,) = self.session.run([PROBS_OUTPUT], feeds)
+            parts.append(np.asarray(part, dtype=np.float32))
+        probs = parts[0] if len(parts) == 1 else np.concatenate(parts)
         expected = (appearance.shape[0], self.meta.num_classes)
         if probs.shape != expected:
             raise InternalError(f"model returned probs of shape {probs.shape}, expected {expected}")
@@ -263,6 +274,21 @@ class Engine:
 
 
 # ---------------------------------------------------------------------------------- helpers
+def max_rows_per_run(meta: ModelMeta) -> int:
+    """Most clip-pair crops one session run may take so that no tensor passes MAX_TENSOR_ELEMENTS.
+
+    The widths come from the model's preset (the paper's, the widest, for a name this release does not
+    know); crop size and l_t from the model itself."""
+    preset = meta.preset if meta.preset in PRESETS else "paper"
+    config = get_config(
+        preset,
+        crop_size=meta.crop_size,
+        resize_short=meta.resize_short,
+        clip_length=meta.sampling.clip_length,
+    )
+    return max(1, MAX_TENSOR_ELEMENTS // config.largest_activation_per_clip_pair)
+
+
 def read_model_meta(session: ort.InferenceSession, path: Path) -> ModelMeta:
     """The `ModelMeta` stored under metadata key `fstcn`, or ModelLoadError."""
     raw = session.get_modelmeta().custom_metadata_map.get(META_KEY)
@@ -445,7 +471,7 @@ def _provider_options(
         "trt_fp16_enable": "True" if meta.precision == "fp16" else "False",
         "trt_profile_min_shapes": profile(1),
         "trt_profile_opt_shapes": profile(typical),
-        "trt_profile_max_shapes": profile(MAX_REQUEST_ROWS),
+        "trt_profile_max_shapes": profile(min(MAX_REQUEST_ROWS, max_rows_per_run(meta))),
     }
 
 

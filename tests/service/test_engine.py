@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,16 @@ import onnxruntime as ort
 import pytest
 
 from model.meta import ModelMeta
-from service.engine import CPU, CUDA, BatchingOptions, ConcurrencyLimiter, Engine, ModelLoadError
+from service.engine import (
+    CPU,
+    CUDA,
+    MAX_TENSOR_ELEMENTS,
+    BatchingOptions,
+    ConcurrencyLimiter,
+    Engine,
+    ModelLoadError,
+    max_rows_per_run,
+)
 from service.errors import Overloaded
 from tests.service.fake_model import FAKE_META, fake_meta, write_fake_model
 
@@ -107,6 +117,39 @@ def test_explicit_provider_that_does_not_load_is_an_error(fake_model_path: Path)
         assert "cuda" in str(error)
     else:
         assert engine.providers[0] == CUDA  # a machine with a working GPU
+
+
+def test_max_rows_per_run_keeps_every_tensor_within_32_bit_element_counts() -> None:
+    paper = replace(FAKE_META, preset="paper", resize_short=240, crop_size=204)
+    # conv1 output per clip pair: (1 + l_t) frames x 96 x 102 x 102 = 5,992,704 elements -> 358 rows.
+    # 360 rows (4 videos of 5 clips x 18 crops) failed in cuDNN on an H100 (bench/RESULTS.md).
+    assert 6 * 96 * 102 * 102 * 358 <= MAX_TENSOR_ELEMENTS < 6 * 96 * 102 * 102 * 359
+    assert max_rows_per_run(paper) == 358
+    assert max_rows_per_run(replace(paper, preset="someone-elses")) == 358  # widest widths when unknown
+    assert max_rows_per_run(FAKE_META) > 32 * 18  # small models never split a request
+
+
+class CountingSession:
+    """Wraps an InferenceSession and records the batch size of every run."""
+
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self.session, self.batches = session, list[int]()
+
+    def run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        self.batches.append(len(next(iter(feeds.values()))))
+        return self.session.run(outputs, feeds)
+
+
+def test_runs_beyond_max_rows_per_run_are_split_and_joined_in_order(fake_model_path: Path) -> None:
+    whole = Engine.load(fake_model_path, providers=[CPU])
+    split = Engine.load(fake_model_path, providers=[CPU])
+    counting = CountingSession(split.session)
+    split.session = counting  # type: ignore[assignment]
+    split.max_rows_per_run = 4
+    appearance, motion = inputs(11, seed=3)
+    expected = whole.infer(appearance, motion)
+    np.testing.assert_allclose(split.infer(appearance, motion), expected, rtol=1e-5, atol=1e-6)
+    assert counting.batches == [4, 4, 3]
 
 
 def test_batched_engine_gives_the_same_results_as_plain(fake_model_path: Path) -> None:
