@@ -56,12 +56,9 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from model.presets import PRESETS, FstCNConfig, get_config
+from model.presets import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, PRESETS, FstCNConfig, get_config
 
 __all__ = ["PRESETS", "FstCN", "FstCNConfig", "FstCNFeatures", "LayerRow", "fstcn", "layer_summary"]
-
-# AlexNet's LRN (the paper's "Norm"): size 5, alpha 1e-4, beta 0.75, k 2.
-LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0
 
 
 class LocalResponseNorm(nn.LocalResponseNorm):

@@ -17,6 +17,10 @@ NORMS = ("lrn", "batch")
 PATHS = ("both", "spatial", "temporal")
 
 
+# AlexNet's LRN (the paper's "Norm"): size 5, alpha 1e-4, beta 0.75, k 2.
+LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 2.0
+
+
 @dataclass(frozen=True)
 class FstCNConfig:
     """Sizes of one FstCN network. Convs are Conv(filters, kernel, stride) with padding k//2."""
@@ -97,13 +101,15 @@ class FstCNConfig:
     @property
     def largest_activation_per_clip_pair(self) -> int:
         """Elements of the network's largest tensor per clip-pair crop: a lower SCL conv's output over the
-        appearance frame and the l_t V_diff frames (conv1's, at every preset)."""
+        appearance frame and the l_t V_diff frames (conv1's, at every preset), with the LRN's channel
+        padding where the norm is "lrn" (its export pads C to C + size - 1 before an AveragePool)."""
         side, largest = self.crop_size, 0
         for index, (width, kernel, stride) in enumerate(
             zip(self.lower_widths, self.lower_kernels, self.lower_strides, strict=True)
         ):
             side = conv_out(side, kernel, stride, kernel // 2)
-            largest = max(largest, width * side * side)
+            lrn_padding = LRN_SIZE - 1 if self.norm == "lrn" and index < 2 else 0
+            largest = max(largest, (width + lrn_padding) * side * side)
             if index < 2:
                 side = conv_out(side, self.pool_kernel, self.pool_stride, 0)
         return (self.clip_length + 1) * largest
