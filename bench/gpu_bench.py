@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("gpu-bench.json"))
     parser.add_argument("--skip-onnx", action="store_true")
+    parser.add_argument("--skip-torch", action="store_true", help="leave out the PyTorch fp32/bf16/fp16 step")
+    parser.add_argument("--skip-pipeline", action="store_true", help="leave out the service pipeline step")
     parser.add_argument(
         "--onnx-on-cpu", action="store_true", help="run the ONNX Runtime step without a CUDA provider too"
     )
@@ -181,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
             torch.backends.cudnn.allow_tf32 = False
         results["torch"] = {}
         for name, dtype in dtypes.items():
+            if args.skip_torch:
+                results["torch"][name] = "skipped: --skip-torch"
+                continue
             if not budget_left():
                 results["torch"][name] = "skipped: time budget"
                 continue
@@ -226,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             network, meta, app, mot, args, budget_left, Path(tmp), args.onnx_on_cpu
         )
         save()
-        if isinstance(results["onnxruntime"], dict):
+        if isinstance(results["onnxruntime"], dict) and not args.skip_pipeline:
             results["service_pipeline"] = _service_pipeline(Path(tmp), video, args, budget_left, save)
             save()
     results["seconds"] = time.monotonic() - started
@@ -280,10 +285,50 @@ def _onnxruntime(
             run = functools.partial(engine.infer, batch_a, batch_m)
             seconds, _ = _median_time(run, args.iters, lambda: None)
             entry[f"{videos}_videos_per_run"] = {"infer_ms": 1000 * seconds, "videos_per_s": videos / seconds}
+        if name == f"{args.preset} fp32":
+            entry["breakdown"] = _ort_breakdown(engine, a, m, args.iters)
         engine.close()
         results[name] = entry
         print(f"onnxruntime {name}: {entry}", flush=True)
     return results
+
+
+def _ort_breakdown(engine: Any, app: Any, mot: Any, iters: int) -> dict[str, Any]:
+    """Where one video's ONNX Runtime time goes: the run with inputs already on the device (I/O binding,
+    so no host-to-device copy of the float32 inputs) and ONNX Runtime's own per-operator profile."""
+    import onnxruntime as ort
+
+    from model.meta import APPEARANCE_INPUT, MOTION_INPUT, PROBS_OUTPUT
+
+    on_gpu = engine.provider != "cpu"
+    device = "cuda" if on_gpu else "cpu"
+    session = engine.session
+    binding = session.io_binding()
+    binding.bind_ortvalue_input(APPEARANCE_INPUT, ort.OrtValue.ortvalue_from_numpy(app, device, 0))
+    binding.bind_ortvalue_input(MOTION_INPUT, ort.OrtValue.ortvalue_from_numpy(mot, device, 0))
+    binding.bind_output(PROBS_OUTPUT, device)
+    bound, _ = _median_time(lambda: session.run_with_iobinding(binding), iters, lambda: None)
+
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    profiled = ort.InferenceSession(str(engine.model_path), options, providers=engine.providers)
+    feeds = {APPEARANCE_INPUT: app, MOTION_INPUT: mot}
+    runs = 3
+    for _ in range(runs + 1):
+        profiled.run([PROBS_OUTPUT], feeds)
+    events = json.loads(Path(profiled.end_profiling()).read_text())
+    per_op: dict[str, float] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            op = event.get("args", {}).get("op_name", "?")
+            per_op[op] = per_op.get(op, 0.0) + event["dur"] / 1000 / (runs + 1)
+    top = dict(sorted(per_op.items(), key=lambda item: -item[1])[:8])
+    return {
+        "infer_ms_inputs_on_device": 1000 * bound,
+        "input_mb": (app.nbytes + mot.nbytes) / 1e6,
+        "kernel_ms_per_run_by_op": {op: round(ms, 2) for op, ms in top.items()},
+        "kernel_ms_per_run_total": round(sum(per_op.values()), 2),
+    }
 
 
 def _service_pipeline(tmp: Path, video: Path, args: Any, budget_left: Any, save: Any) -> dict[str, Any]:
