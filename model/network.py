@@ -61,17 +61,35 @@ from model.presets import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, PRESETS, FstCNCo
 __all__ = ["PRESETS", "FstCN", "FstCNConfig", "FstCNFeatures", "LayerRow", "fstcn", "layer_summary"]
 
 
+class _OnnxLRN(torch.autograd.Function):
+    """PyTorch's LRN that the ONNX exporter writes as one `LRN` node (same formula: x / (k + alpha/n *
+    sum of n squares across channels)^beta, window centred for odd n) instead of its Pow-Pad-AveragePool
+    expansion, which cost ~45 of 110 ms of kernel time per paper-preset video on an H100
+    (bench/RESULTS.md)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, size: int, alpha: float, beta: float, k: float) -> Tensor:
+        return nn.functional.local_response_norm(x, size, alpha, beta, k)
+
+    @staticmethod
+    def symbolic(g: Any, x: Any, size: int, alpha: float, beta: float, k: float) -> Any:
+        return g.op("LRN", x, size_i=size, alpha_f=alpha, beta_f=beta, bias_f=k)
+
+
 class LocalResponseNorm(nn.LocalResponseNorm):
     """AlexNet LRN computed in float32 whatever the input dtype: (N, C, H, W) -> (N, C, H, W).
 
     The sum of squares overflows float16 (max 65504) for activations above ~100, and CPU PyTorch has no
-    float16 kernel for it; in float32 models the casts are no-ops.
+    float16 kernel for it; in float32 models the casts are no-ops. Exported as ONNX's LRN operator.
     """
 
     def __init__(self) -> None:
         super().__init__(LRN_SIZE, alpha=LRN_ALPHA, beta=LRN_BETA, k=LRN_K)
 
     def forward(self, x: Tensor) -> Tensor:
+        if torch.onnx.is_in_onnx_export():
+            normed = _OnnxLRN.apply(x.float(), self.size, self.alpha, self.beta, self.k)
+            return normed.to(x.dtype)  # type: ignore[no-any-return]
         return super().forward(x.float()).to(x.dtype)
 
 

@@ -17,7 +17,7 @@ from fstcn.cli import app
 from model.checkpoint import build_model_from_checkpoint, load_checkpoint, save_checkpoint
 from model.export import ExportResult, ExportVerificationError, export_model, real_inputs_from_videos
 from model.meta import META_KEY, ModelMeta
-from model.network import FstCN, fstcn
+from model.network import FstCN, LocalResponseNorm, fstcn
 
 torch.set_num_threads(1)
 LABELS = ["wave", "clap", "jump", "squat"]
@@ -210,3 +210,17 @@ def test_info_command_ends_with_the_parameter_count(preset: str) -> None:
     assert "temporal.tp" in result.output and "TPOperator" in result.output
     bad = CliRunner().invoke(app, ["info", "--preset", "huge"])
     assert bad.exit_code != 0
+
+
+def test_lrn_exports_as_one_onnx_lrn_node_with_pytorchs_numbers(tmp_path: Path) -> None:
+    lrn = LocalResponseNorm().eval()
+    x = 30 * torch.randn(2, 96, 9, 11)  # large activations, so that the normalisation really divides
+    path = tmp_path / "lrn.onnx"
+    torch.onnx.export(lrn, (x,), str(path), input_names=["x"], opset_version=17, dynamo=False)
+    graph = onnx.load(str(path)).graph
+    assert [node.op_type for node in graph.node if node.op_type not in ("Cast", "Identity")] == ["LRN"]
+    (onnx_out,) = session(path).run(None, {"x": x.numpy()})
+    with torch.no_grad():
+        expected = lrn(x).numpy()
+    assert np.abs(expected / x.numpy()).min() < 0.9  # the norm is active on these inputs
+    np.testing.assert_allclose(onnx_out, expected, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,90 @@
+"""The paper preset's LRN in ONNX: one `LRN` node (model.network.LocalResponseNorm) against PyTorch's own
+export of nn.LocalResponseNorm (Pow, Pad, AveragePool, ...), same weights, side by side in one run.
+
+    python -m bench.lrn_export                      # ONNX Runtime on the CPU, 6 rows per run
+    python -m bench.lrn_export --rows 90 --cuda     # CUDA provider (onnxruntime-gpu), one video's rows
+
+Prints the median run time of each graph, the spread, their ratio and the max |dp| between them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+from dataclasses import replace
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from model.export import onnx_graph
+from model.meta import APPEARANCE_INPUT, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
+from model.network import LocalResponseNorm, fstcn
+
+
+def with_pytorch_lrn(network: nn.Module) -> nn.Module:
+    """A copy of `network` whose LRNs are PyTorch's nn.LocalResponseNorm (exported as its expansion)."""
+    plain = copy.deepcopy(network)
+    for module in plain.modules():
+        for name, child in module.named_children():
+            if isinstance(child, LocalResponseNorm):
+                setattr(module, name, nn.LocalResponseNorm(child.size, child.alpha, child.beta, child.k))
+    return plain
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=6, help="clip-pair crops per run")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--cuda", action="store_true", help="run on ONNX Runtime's CUDA provider")
+    args = parser.parse_args(argv)
+
+    torch.manual_seed(0)
+    network = fstcn(preset="paper", num_classes=101).eval()
+    config = network.config
+    meta = ModelMeta(
+        name="lrn-bench",
+        version="random",
+        preset="paper",
+        labels=tuple(f"c{i}" for i in range(101)),
+        sampling=config.sampling,
+        resize_short=config.resize_short,
+        crop_size=config.crop_size,
+    )
+    providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if args.cuda else ["CPUExecutionProvider"]
+    if args.cuda and hasattr(ort, "preload_dlls"):
+        ort.preload_dlls()
+    graphs = {"onnx LRN node": network, "pytorch expansion": with_pytorch_lrn(network)}
+    sessions = {
+        name: ort.InferenceSession(onnx_graph(model, replace(meta)).SerializeToString(), providers=providers)
+        for name, model in graphs.items()
+    }
+    rng = np.random.default_rng(0)
+    c, t = config.crop_size, config.clip_length
+    feeds = {
+        APPEARANCE_INPUT: rng.standard_normal((args.rows, 3, c, c), dtype=np.float32),
+        MOTION_INPUT: rng.standard_normal((args.rows, t, 3, c, c), dtype=np.float32),
+    }
+    outputs = {name: session.run([PROBS_OUTPUT], feeds)[0] for name, session in sessions.items()}  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in sessions}
+    for _ in range(args.repeats):  # interleaved, so that both graphs see the same machine load
+        for name, session in sessions.items():
+            start = time.perf_counter()
+            session.run([PROBS_OUTPUT], feeds)
+            times[name].append(time.perf_counter() - start)
+    print(f"providers {sessions['onnx LRN node'].get_providers()}, {args.rows} rows, {args.repeats} repeats")
+    for name, values in times.items():
+        print(
+            f"{name:>18}: median {1000 * statistics.median(values):8.1f} ms "
+            f"(min {1000 * min(values):.1f}, max {1000 * max(values):.1f})"
+        )
+    ratio = statistics.median(times["pytorch expansion"]) / statistics.median(times["onnx LRN node"])
+    diff = float(np.abs(outputs["onnx LRN node"] - outputs["pytorch expansion"]).max())
+    print(f"speed-up of the LRN node: {ratio:.2f}x; max |dp| between the graphs {diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()
