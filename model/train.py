@@ -102,6 +102,9 @@ class TrainConfig:
     resume: bool = False
     init_from: tuple[str, ...] = ()  # start from these checkpoints' weights (fresh optimiser, schedule)
     freeze: tuple[str, ...] = ()  # parameter-name prefixes (e.g. "lower", "temporal") kept as they are
+    # "A:B" class pairs that are each other's time reversal (sit_down:stand_up): stage 2 also trains on
+    # every A video played backwards as a B sample and vice versa (see TrainingSamples)
+    reverse_pairs: tuple[str, ...] = ()
     device: str = "cpu"
     threads: int | None = None  # torch intra-op threads (default: all cores / local world size)
     workers: int = 0  # DataLoader worker processes per rank
@@ -135,6 +138,25 @@ class TrainConfig:
         AugmentConfig(self.scale_min, self.scale_max, self.flip)  # validates the scale range
         if self.resume and self.init_from:
             raise ValueError("--resume and --init-from exclude each other: resume continues a run exactly")
+        for pair in self.reverse_pairs:
+            names = pair.split(":")
+            if len(names) != 2 or not all(names) or names[0] == names[1]:
+                raise ValueError(f"--reverse-pair takes two different class names as A:B, got {pair!r}")
+
+
+def reversal_labels(pairs: Sequence[str], labels: Sequence[str]) -> dict[int, int]:
+    """Label index -> label index of the same video played backwards, from "A:B" pairs (both ways)."""
+    index = {name: i for i, name in enumerate(labels)}
+    reversed_as: dict[int, int] = {}
+    for pair in pairs:
+        first, second = pair.split(":")
+        missing = [name for name in (first, second) if name not in index]
+        if missing:
+            raise ValueError(f"--reverse-pair {pair}: no class {', '.join(missing)} in {list(labels)}")
+        for a, b in ((first, second), (second, first)):
+            if reversed_as.setdefault(index[a], index[b]) != index[b]:
+                raise ValueError(f"--reverse-pair: class {a} is paired twice")
+    return reversed_as
 
 
 @dataclass
@@ -291,6 +313,11 @@ class TrainingSamples(Dataset[tuple[torch.Tensor, ...]]):
 
     mode "frame" -> (frame (3, c, c), label); mode "pair" -> (appearance (3, c, c), motion
     (T, 3, c, c), label). Call `set_epoch` before each epoch: the randomness depends on it.
+
+    `reversed_as` (pair mode): label -> label of the video played backwards. Every video of such a label
+    is also a sample of the other label with its frames in reverse order. The reversed copy looks the
+    same frame by frame, so a video's appearance no longer tells which of the two it is: only the order
+    of its frames does (the paper's direction-of-time argument for the temporal path).
     """
 
     def __init__(
@@ -301,13 +328,21 @@ class TrainingSamples(Dataset[tuple[torch.Tensor, ...]]):
         augment: AugmentConfig,
         mode: str,
         seed: int,
+        reversed_as: dict[int, int] | None = None,
     ) -> None:
         if mode not in ("frame", "pair"):
             raise ValueError(f"mode must be frame or pair, got {mode!r}")
         if len(videos) != len(labels):
             raise ValueError(f"{len(videos)} videos but {len(labels)} labels")
+        if reversed_as and mode != "pair":
+            raise ValueError("reversed videos are clip-pair samples (mode pair)")
         self.videos = list(videos)
         self.labels = [int(label) for label in labels]
+        reversed_as = reversed_as or {}
+        # sample index -> (video index, label, played backwards)
+        self.samples = [(i, label, False) for i, label in enumerate(self.labels)] + [
+            (i, reversed_as[label], True) for i, label in enumerate(self.labels) if label in reversed_as
+        ]
         self.meta = meta
         self.augment = augment
         self.mode = mode
@@ -320,7 +355,7 @@ class TrainingSamples(Dataset[tuple[torch.Tensor, ...]]):
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.videos)
+        return len(self.samples)
 
     def _frames(self, index: int) -> np.ndarray:
         frames = self._maps.get(index)
@@ -330,11 +365,14 @@ class TrainingSamples(Dataset[tuple[torch.Tensor, ...]]):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
         rng = sample_rng(self.seed, self.stage, self.epoch, index)
-        video = self.videos[index]
-        label = torch.tensor(self.labels[index], dtype=torch.int64)
+        video_index, label_index, backwards = self.samples[index]
+        frames, times = self._frames(video_index), self.videos[video_index].times
+        label = torch.tensor(label_index, dtype=torch.int64)
         if self.mode == "frame":
-            return training_frame(self._frames(index), video.times, self.meta, rng, self.augment), label
-        appearance, motion = training_pair(self._frames(index), video.times, self.meta, rng, self.augment)
+            return training_frame(frames, times, self.meta, rng, self.augment), label
+        if backwards:  # (F, h, w, 3) in reverse order, times again ascending from 0
+            frames, times = frames[::-1], times[-1] - times[::-1]
+        appearance, motion = training_pair(frames, times, self.meta, rng, self.augment)
         return appearance, motion, label
 
 
@@ -819,6 +857,7 @@ class _Trainer:
             AugmentConfig(config.scale_min, config.scale_max, config.flip),
             mode="frame" if stage == 1 else "pair",
             seed=config.seed,
+            reversed_as=reversal_labels(config.reverse_pairs, self.labels) if stage == 2 else None,
         )
         base_sampler: DistributedSampler[Any] = DistributedSampler(
             dataset,

@@ -84,6 +84,15 @@ def command(
             "spatial; repeatable); their BatchNorm statistics stay fixed too.",
         ),
     ] = None,
+    reverse_pair: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--reverse-pair",
+            help="A:B, two classes that are each other played backwards (e.g. sit_down:stand_up; "
+            "repeatable): stage 2 also trains on every A video reversed as B and every B video reversed "
+            "as A, so that only the order of frames tells them apart.",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu | cuda.")] = "cpu",
     threads: Annotated[
         int | None, typer.Option("--threads", help="Torch threads per process (default: cores / processes).")
@@ -151,6 +160,7 @@ def command(
             resume=resume,
             init_from=tuple(str(path) for path in init_from or ()),
             freeze=tuple(freeze or ()),
+            reverse_pairs=tuple(reverse_pair or ()),
             device=device,
             threads=threads,
             workers=workers,

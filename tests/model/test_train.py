@@ -17,9 +17,17 @@ import torch
 
 from model.augment import AugmentConfig, random_square, training_frame, training_pair, validation_pairs
 from model.clips import network_inputs
-from model.frame_cache import build_frame_cache
+from model.frame_cache import CachedVideo, build_frame_cache
 from model.meta import ModelMeta, SamplingParams
-from model.train import TrainConfig, VideoItem, learning_rate, split_holdout, train
+from model.train import (
+    TrainConfig,
+    TrainingSamples,
+    VideoItem,
+    learning_rate,
+    reversal_labels,
+    split_holdout,
+    train,
+)
 from tests.videos import write_video
 
 REPO = Path(__file__).resolve().parents[2]
@@ -504,3 +512,45 @@ def test_freeze_keeps_those_parameters_and_their_norm_statistics(tiny_dataset: P
 def test_init_from_and_resume_exclude_each_other(tiny_dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="exclude each other"):
         _config(tiny_dataset, tmp_path, resume=True, init_from=("x.pt",))
+
+
+def test_reversed_samples_play_the_video_backwards_under_the_paired_label(tmp_path: Path) -> None:
+    """--reverse-pair: a video of label 0 is also a label-1 sample whose V_diff runs the other way."""
+    count = 20
+    brightening = np.broadcast_to(  # frame k is grey level 10 k: forward V_diff > 0, backward < 0
+        (10 * np.arange(count, dtype=np.uint8))[:, None, None, None], (count, 20, 20, 3)
+    ).copy()
+    np.save(tmp_path / "frames.npy", brightening)
+    times = np.arange(count) / 25.0
+    video = CachedVideo("v.mp4", str(tmp_path / "frames.npy"), times, 20, 20)
+    config = AugmentConfig(scale_min=1.0, scale_max=1.0, flip=False, temporal_jitter=False)
+    meta = _meta(crop=16, short=20)
+    samples = TrainingSamples([video, video], [0, 2], meta, config, "pair", seed=1, reversed_as={0: 1, 1: 0})
+    assert len(samples) == 3  # both videos as they are, the label-0 video once more backwards
+    _, forward_motion, forward_label = samples[0]
+    _, backward_motion, backward_label = samples[2]
+    assert (forward_label.item(), samples[1][2].item(), backward_label.item()) == (0, 2, 1)
+    assert forward_motion.min() > 0 and backward_motion.max() < 0
+    np.testing.assert_allclose(backward_motion.numpy(), -forward_motion.numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="mode pair"):
+        TrainingSamples([video], [0], meta, config, "frame", seed=1, reversed_as={0: 1, 1: 0})
+
+
+def test_reverse_pairs_name_two_classes_each_once(tmp_path: Path) -> None:
+    assert reversal_labels(["sit:stand"], ["wave", "sit", "stand"]) == {1: 2, 2: 1}
+    with pytest.raises(ValueError, match="no class jump"):
+        reversal_labels(["sit:jump"], ["sit", "stand"])
+    with pytest.raises(ValueError, match="paired twice"):
+        reversal_labels(["sit:stand", "sit:wave"], ["sit", "stand", "wave"])
+    for bad in ("sit", "sit:sit", "sit:", "a:b:c"):
+        with pytest.raises(ValueError, match="reverse-pair"):
+            TrainConfig(data=".", out=str(tmp_path), reverse_pairs=(bad,))
+
+
+def test_reverse_pair_run_trains_on_the_reversed_copies(tiny_dataset: Path, tmp_path: Path) -> None:
+    result = train(
+        _config(tiny_dataset, tmp_path, epochs_stage1=0, epochs_stage2=1, reverse_pairs=("left:right",))
+    )
+    assert result.completed
+    # 4 training videos + 4 reversed copies, batch 2: 4 steps in the one stage-2 epoch
+    assert [entry["steps"] for entry in _log(tmp_path) if entry.get("stage") == 2][-1] == 4
