@@ -1,5 +1,5 @@
-"""The paper preset's LRN in ONNX: one `LRN` node (model.network.LocalResponseNorm) against PyTorch's own
-export of nn.LocalResponseNorm (Pow, Pad, AveragePool, ...), same weights, side by side in one run.
+"""The paper preset's LRN in ONNX: one `LRN` node against PyTorch's expansion (Pow, Pad, AveragePool, ...;
+`fstcn export --lrn node|expanded`), same weights, side by side in one run.
 
     python -m bench.lrn_export                      # ONNX Runtime on the CPU, 6 rows per run
     python -m bench.lrn_export --rows 90 --cuda     # CUDA provider (onnxruntime-gpu), one video's rows
@@ -10,29 +10,16 @@ Prints the median run time of each graph, the spread, their ratio and the max |d
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import time
-from dataclasses import replace
 
 import numpy as np
 import onnxruntime as ort
 import torch
-from torch import nn
 
 from model.export import onnx_graph
 from model.meta import APPEARANCE_INPUT, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
-from model.network import LocalResponseNorm, fstcn
-
-
-def with_pytorch_lrn(network: nn.Module) -> nn.Module:
-    """A copy of `network` whose LRNs are PyTorch's nn.LocalResponseNorm (exported as its expansion)."""
-    plain = copy.deepcopy(network)
-    for module in plain.modules():
-        for name, child in module.named_children():
-            if isinstance(child, LocalResponseNorm):
-                setattr(module, name, nn.LocalResponseNorm(child.size, child.alpha, child.beta, child.k))
-    return plain
+from model.network import fstcn
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,11 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if args.cuda else ["CPUExecutionProvider"]
     if args.cuda and hasattr(ort, "preload_dlls"):
         ort.preload_dlls()
-    graphs = {"onnx LRN node": network, "pytorch expansion": with_pytorch_lrn(network)}
-    sessions = {
-        name: ort.InferenceSession(onnx_graph(model, replace(meta)).SerializeToString(), providers=providers)
-        for name, model in graphs.items()
-    }
+    forms = {"onnx LRN node": "node", "pytorch expansion": "expanded"}
+    graphs = {name: onnx_graph(network, meta, lrn=lrn).SerializeToString() for name, lrn in forms.items()}
+    sessions = {name: ort.InferenceSession(graph, providers=providers) for name, graph in graphs.items()}
     rng = np.random.default_rng(0)
     c, t = config.crop_size, config.clip_length
     feeds = {

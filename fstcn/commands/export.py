@@ -21,6 +21,14 @@ def command(
         bool, typer.Option("--fp16", help="float16 weights and compute for GPUs; float32 inputs/outputs.")
     ] = False,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset (>= 17).", min=17)] = 17,
+    lrn: Annotated[
+        str,
+        typer.Option(
+            "--lrn",
+            help="How LRN layers (the paper preset's) are written: node = ONNX's LRN operator (fast on "
+            "GPUs), expanded = PyTorch's Pow-Pad-AveragePool expansion (faster on ONNX Runtime's CPU).",
+        ),
+    ] = "node",
     video: Annotated[
         list[Path] | None,
         typer.Option("--video", help="Real video(s) for the verification batch (repeatable)."),
@@ -57,6 +65,7 @@ def command(
                 opset=opset,
                 real_inputs=real,
                 write_checkpoint=write_checkpoint,
+                lrn=lrn,
             )
     except ExportVerificationError as error:
         console.print(f"[bold red]export verification failed[/]: {error}")

@@ -224,3 +224,13 @@ def test_lrn_exports_as_one_onnx_lrn_node_with_pytorchs_numbers(tmp_path: Path) 
         expected = lrn(x).numpy()
     assert np.abs(expected / x.numpy()).min() < 0.9  # the norm is active on these inputs
     np.testing.assert_allclose(onnx_out, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("lrn", "has_lrn_node"), [("node", True), ("expanded", False)])
+def test_lrn_form_is_a_verified_export_option(tmp_path: Path, lrn: str, has_lrn_node: bool) -> None:
+    checkpoint = tiny_checkpoint(tmp_path / "c.pt", norm="lrn")
+    result = export_model(checkpoint, tmp_path / "m.onnx", lrn=lrn, write_checkpoint=False)  # verified
+    ops = {node.op_type for node in onnx.load(str(result.onnx_path)).graph.node}
+    assert ("LRN" in ops) == has_lrn_node and ("AveragePool" in ops) != has_lrn_node
+    with pytest.raises(ValueError, match="lrn must be one of"):
+        export_model(checkpoint, tmp_path / "bad.onnx", lrn="fused")
