@@ -180,3 +180,23 @@ def test_gpu_bench_runs_its_cpu_fallback_on_the_tiny_preset(tmp_path: Path) -> N
     for dtype in ("fp32", "bf16"):
         row = results["torch"][dtype]
         assert row["videos_per_s_model_only"] > 0 and 0 < row["decode_share_end_to_end"] < 1
+
+
+def test_gpu_bench_onnx_and_pipeline_steps_run_on_the_cpu_provider(tmp_path: Path) -> None:
+    from bench.gpu_bench import main
+    from tests.videos import write_video
+
+    video = write_video(tmp_path / "clip.mp4", seconds=2.0, width=64, height=48)
+    out = tmp_path / "gpu.json"
+    argv = ["--preset", "tiny", "--iters", "1", "--video", str(video), "--out", str(out), "--skip-torch"]
+    assert main([*argv, "--onnx-on-cpu"]) == 0
+    results = json.loads(out.read_text())
+    engine = results["onnxruntime"]
+    assert engine["tiny fp32"]["providers"] == ["CPUExecutionProvider"]
+    assert engine["tiny fp16"]["4_videos_per_run"]["videos_per_s"] > 0
+    breakdown = engine["tiny fp32"]["breakdown"]
+    assert breakdown["kernel_ms_per_run_total"] > 0 and "Conv" in breakdown["kernel_ms_per_run_by_op"]
+    pipeline = results["service_pipeline"]
+    assert {"tiny fp32 plain", "tiny fp32 frames graph"} <= pipeline.keys()
+    for row in pipeline.values():
+        assert set(row["stage_ms"]) == {"decode", "preprocess", "infer", "fuse"} and row["total_ms"] > 0
