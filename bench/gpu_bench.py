@@ -15,6 +15,7 @@ import argparse
 import functools
 import json
 import logging
+import shutil
 import statistics
 import sys
 import tempfile
@@ -311,12 +312,15 @@ def _ort_breakdown(engine: Any, app: Any, mot: Any, iters: int) -> dict[str, Any
 
     options = ort.SessionOptions()
     options.enable_profiling = True
+    options.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "ort-profile")
     profiled = ort.InferenceSession(str(engine.model_path), options, providers=engine.providers)
     feeds = {APPEARANCE_INPUT: app, MOTION_INPUT: mot}
     runs = 3
     for _ in range(runs + 1):
         profiled.run([PROBS_OUTPUT], feeds)
-    events = json.loads(Path(profiled.end_profiling()).read_text())
+    profile = Path(profiled.end_profiling())
+    events = json.loads(profile.read_text())
+    shutil.rmtree(profile.parent, ignore_errors=True)
     per_op: dict[str, float] = {}
     for event in events:
         if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):

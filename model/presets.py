@@ -102,7 +102,7 @@ class FstCNConfig:
     def largest_activation_per_clip_pair(self) -> int:
         """Elements of the network's largest tensor per clip-pair crop: a lower SCL conv's output over the
         appearance frame and the l_t V_diff frames (conv1's, at every preset), with the LRN's channel
-        padding where the norm is "lrn" (its export pads C to C + size - 1 before an AveragePool)."""
+        padding where the norm is "lrn" (the expanded export pads C to C + size - 1 for an AveragePool)."""
         side, largest = self.crop_size, 0
         for index, (width, kernel, stride) in enumerate(
             zip(self.lower_widths, self.lower_kernels, self.lower_strides, strict=True)

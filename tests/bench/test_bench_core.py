@@ -196,6 +196,7 @@ def test_gpu_bench_onnx_and_pipeline_steps_run_on_the_cpu_provider(tmp_path: Pat
     assert engine["tiny fp16"]["4_videos_per_run"]["videos_per_s"] > 0
     breakdown = engine["tiny fp32"]["breakdown"]
     assert breakdown["kernel_ms_per_run_total"] > 0 and "Conv" in breakdown["kernel_ms_per_run_by_op"]
+    assert not list(Path.cwd().glob("onnxruntime_profile*"))  # the profiler's file went to a temporary folder
     pipeline = results["service_pipeline"]
     assert {"tiny fp32 plain", "tiny fp32 frames graph"} <= pipeline.keys()
     for row in pipeline.values():
