@@ -283,8 +283,14 @@ class FstCN(nn.Module):
                 f"expected motion (B, {', '.join(map(str, expected))}), got {tuple(motion.shape)}"
             )
 
-    def features(self, appearance: Tensor, motion: Tensor) -> FstCNFeatures:
-        """Penultimate activations: appearance (B, 3, c, c), motion (B, T, 3, c, c) -> FstCNFeatures."""
+    def features(
+        self, appearance: Tensor, motion: Tensor, drop_spatial: Tensor | None = None
+    ) -> FstCNFeatures:
+        """Penultimate activations: appearance (B, 3, c, c), motion (B, T, 3, c, c) -> FstCNFeatures.
+
+        `drop_spatial` (B,) bool (training only): zero those samples' spatial features before the fusion,
+        so that the fusion must classify them from the temporal path alone (path dropout).
+        """
         self._check_inputs(appearance, motion)
         crop, clip_length = self.config.crop_size, self.config.clip_length
         motion_frames = motion.reshape(-1, 3, crop, crop)  # (B, T, 3, c, c) -> (B*T, 3, c, c)
@@ -294,6 +300,8 @@ class FstCN(nn.Module):
             batch = lower.shape[0] // (1 + clip_length)
             spatial = self.spatial(lower[:batch])  # (B, C4, s, s) -> (B, F)
             temporal = self.temporal(lower[batch:])  # (B*T, C4, s, s) -> (B, F)
+            if drop_spatial is not None:
+                spatial = spatial * (~drop_spatial).to(spatial.dtype)[:, None]
             fused_in = torch.cat([spatial, temporal], dim=1)  # (B, 2F)
             return FstCNFeatures(spatial, temporal, self.fusion(fused_in))
         if self.spatial is not None:

@@ -92,6 +92,8 @@ class TrainConfig:
     # Weight of the auxiliary frame loss in stage 2. Off by default: it reruns the lower SCL on the
     # appearance frame, which cost ~25% of stage-2 throughput on CPU for a regulariser stage 1 already gave.
     aux_weight: float = 0.0
+    # stage 2: probability that a sample's spatial features are zeroed before the fusion (path dropout)
+    drop_spatial_path: float = 0.0
     scale_min: float = 0.8
     scale_max: float = 1.0
     flip: bool = True
@@ -127,6 +129,8 @@ class TrainConfig:
             raise ValueError("epoch counts must be >= 0")
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not 0.0 <= self.drop_spatial_path < 1.0:
+            raise ValueError(f"drop_spatial_path must be in [0, 1), got {self.drop_spatial_path}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.val_clips < 1:
@@ -435,15 +439,19 @@ class _FrameObjective(nn.Module):
 class _PairObjective(nn.Module):
     """Stage 2: (appearance (B,3,c,c), motion (B,T,3,c,c)) -> (logits (B,N), aux logits (B,N) | None)."""
 
-    def __init__(self, model: nn.Module, with_aux: bool) -> None:
+    def __init__(self, model: nn.Module, with_aux: bool, drop_spatial_path: float = 0.0) -> None:
         super().__init__()
         self.model = model
         self.with_aux = with_aux
+        self.drop_spatial_path = drop_spatial_path
 
     def forward(
         self, appearance: torch.Tensor, motion: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        logits = self.model(appearance, motion)
+        drop = None
+        if self.training and self.drop_spatial_path > 0:  # (B,) bool, from torch's per-epoch generator
+            drop = torch.rand(appearance.shape[0], device=appearance.device) < self.drop_spatial_path
+        logits = self.model.classifier(self.model.features(appearance, motion, drop).fused)
         aux = self.model.frame_logits(appearance) if self.with_aux else None
         return logits, aux
 
@@ -806,7 +814,11 @@ class _Trainer:
             objective: nn.Module = _FrameObjective(self.model)
             inputs: tuple[torch.Tensor, ...] = (_example_inputs(self.meta, self.info.device)[0],)
         else:
-            objective = _PairObjective(self.model, with_aux=self.config.aux_weight > 0)
+            objective = _PairObjective(
+                self.model,
+                with_aux=self.config.aux_weight > 0,
+                drop_spatial_path=self.config.drop_spatial_path,
+            )
             inputs = _example_inputs(self.meta, self.info.device)
         used = used_parameters(objective, inputs)
         trainable = []

@@ -84,6 +84,14 @@ def command(
             "spatial; repeatable); their BatchNorm statistics stay fixed too.",
         ),
     ] = None,
+    drop_spatial_path: Annotated[
+        float,
+        typer.Option(
+            "--drop-spatial-path",
+            help="Stage 2: probability that a sample's spatial-path features are zeroed before the "
+            "fusion, so that the temporal path must classify it alone (path dropout; default 0).",
+        ),
+    ] = 0.0,
     reverse_pair: Annotated[
         list[str] | None,
         typer.Option(
@@ -161,6 +169,7 @@ def command(
             init_from=tuple(str(path) for path in init_from or ()),
             freeze=tuple(freeze or ()),
             reverse_pairs=tuple(reverse_pair or ()),
+            drop_spatial_path=drop_spatial_path,
             device=device,
             threads=threads,
             workers=workers,

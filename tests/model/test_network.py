@@ -218,3 +218,17 @@ def test_temporal_pool_sets_the_tcl_input_channels() -> None:
     assert logits.shape == (1, 3)
     with pytest.raises(ValueError, match="temporal_pool"):
         get_config("tiny", temporal_pool=0)
+
+
+def test_dropped_spatial_features_leave_the_fusion_only_the_temporal_path() -> None:
+    torch.manual_seed(0)
+    model = fstcn(preset="tiny", num_classes=4).eval()
+    appearance, motion = torch.randn(2, 3, 32, 32), torch.randn(2, 5, 3, 32, 32)
+    with torch.no_grad():
+        plain = model.features(appearance, motion)
+        dropped = model.features(appearance, motion, torch.tensor([True, False]))
+        assert plain.spatial is not None and plain.temporal is not None
+        temporal_only = model.fusion(torch.cat([torch.zeros_like(plain.spatial), plain.temporal], dim=1))
+    torch.testing.assert_close(dropped.fused[0], temporal_only[0])
+    torch.testing.assert_close(dropped.fused[1], plain.fused[1])
+    assert not torch.allclose(dropped.fused[0], plain.fused[0])

@@ -554,3 +554,14 @@ def test_reverse_pair_run_trains_on_the_reversed_copies(tiny_dataset: Path, tmp_
     assert result.completed
     # 4 training videos + 4 reversed copies, batch 2: 4 steps in the one stage-2 epoch
     assert [entry["steps"] for entry in _log(tmp_path) if entry.get("stage") == 2][-1] == 4
+
+
+def test_spatial_path_dropout_changes_the_run(
+    tiny_dataset: Path, tmp_path: Path, whole_run: dict[str, torch.Tensor]
+) -> None:
+    assert train(_config(tiny_dataset, tmp_path, drop_spatial_path=0.5)).completed
+    dropped = _state(tmp_path)
+    fusion = [name for name in whole_run if name.startswith("fusion")]
+    assert not all(torch.equal(dropped[name], whole_run[name]) for name in fusion)
+    with pytest.raises(ValueError, match="drop_spatial_path"):
+        TrainConfig(data=".", out=str(tmp_path), drop_spatial_path=1.0)
