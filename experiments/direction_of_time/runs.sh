@@ -53,3 +53,25 @@ fstcn train --data data/synth/train --out runs/r10 --preset small --freeze lower
 # the pair's frozen-lower temporal run, then the ten classes with everything up to the TCL frozen
 fstcn train --data data/synth/train --out runs/r11-temporal --preset small --paths temporal --freeze lower --freeze temporal.branch --freeze temporal.tp --freeze temporal.tcl --init-from runs/direction-temporal-frozen/best.pt --init-from $R2 $FT --epochs-stage2 8 $PROBE --seed 11
 $CHECK runs/r11-temporal/best.pt wave,clap,jumping_jack,jump,squat,punch,kick,bow,sit_down,stand_up
+
+# ---- third session: --reverse-pair (every sit_down video also trains as stand_up played backwards, and
+# vice versa) and --drop-spatial-path. Same FT settings; PAIRT = the pair's frozen-lower temporal run.
+PAIRT=runs/direction-temporal-frozen/best.pt
+REV="--reverse-pair sit_down:stand_up"
+# r12: 10 classes, both paths, from run 2 (stopped at epoch 11 of 20)
+fstcn train --data data/synth/train --out runs/r12-reverse --preset small --init-from $R2 $FT --epochs-stage2 20 --lr 1e-3 --seed 12 $REV
+$CHECK runs/r12-reverse/last.pt sit_down,stand_up,squat,bow
+# r13: from the pair's temporal path + run 2, lower SCL frozen, 15 epochs
+fstcn train --data data/synth/train --out runs/r13-reverse --preset small --init-from $PAIRT --init-from $R2 --freeze lower $FT --epochs-stage2 15 --lr 1e-3 --seed 13 $REV
+$CHECK runs/r13-reverse/best.pt wave,clap,jumping_jack,jump,squat,punch,kick,bow,sit_down,stand_up
+# r14: same with the temporal path frozen too (only the spatial path, fusion and classifier train), 12 epochs
+fstcn train --data data/synth/train --out runs/r14-reverse --preset small --init-from $PAIRT --init-from $R2 --freeze lower --freeze temporal $FT --epochs-stage2 12 --lr 1e-3 --seed 14 $REV
+$CHECK runs/r14-reverse/last.pt wave,clap,jumping_jack,jump,squat,punch,kick,bow,sit_down,stand_up
+# r15: as r13 with path dropout 0.5 (stopped at epoch 9)
+fstcn train --data data/synth/train --out runs/r15-reverse-drop --preset small --init-from $PAIRT --init-from $R2 --freeze lower $FT --epochs-stage2 15 --lr 1e-3 --seed 15 $REV --drop-spatial-path 0.5
+# r16: from r14, the temporal path trains again at a low learning rate, 10 epochs
+fstcn train --data data/synth/train --out runs/r16-unfreeze --preset small --init-from runs/r14-reverse/last.pt --freeze lower $FT --epochs-stage2 10 --lr 2e-4 --seed 16 $REV
+$CHECK runs/r16-unfreeze/last.pt wave,clap,jumping_jack,jump,squat,punch,kick,bow,sit_down,stand_up
+# r17: 16 more epochs from r16 at 3e-4
+fstcn train --data data/synth/train --out runs/r17-more --preset small --init-from runs/r16-unfreeze/last.pt --freeze lower $FT --epochs-stage2 16 --lr 3e-4 --seed 17 $REV
+$CHECK runs/r17-more/last.pt wave,clap,jumping_jack,jump,squat,punch,kick,bow,sit_down,stand_up
