@@ -75,3 +75,7 @@ $CHECK runs/r16-unfreeze/last.pt wave,clap,jumping_jack,jump,squat,punch,kick,bo
 # r17: 16 more epochs from r16 at 3e-4
 fstcn train --data data/synth/train --out runs/r17-more --preset small --init-from runs/r16-unfreeze/last.pt --freeze lower $FT --epochs-stage2 16 --lr 3e-4 --seed 17 $REV
 $CHECK runs/r17-more/last.pt wave,clap,jumping_jack,jump,squat,punch,kick,bow,sit_down,stand_up
+# r18: 16 more epochs from r17 at 3e-4
+fstcn train --data data/synth/train --out runs/r18-more --preset small --init-from runs/r17-more/last.pt --freeze lower $FT --epochs-stage2 16 --lr 3e-4 --seed 18 $REV
+# r19: 12 more epochs from r18 without label smoothing (the pair runs' PROBE settings)
+fstcn train --data data/synth/train --out runs/r19-sharp --preset small --init-from runs/r18-more/last.pt --freeze lower $FT --epochs-stage2 12 --lr 3e-4 $PROBE --seed 19 $REV
