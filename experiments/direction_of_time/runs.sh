@@ -79,3 +79,7 @@ $CHECK runs/r17-more/last.pt wave,clap,jumping_jack,jump,squat,punch,kick,bow,si
 fstcn train --data data/synth/train --out runs/r18-more --preset small --init-from runs/r17-more/last.pt --freeze lower $FT --epochs-stage2 16 --lr 3e-4 --seed 18 $REV
 # r19: 12 more epochs from r18 without label smoothing (the pair runs' PROBE settings)
 fstcn train --data data/synth/train --out runs/r19-sharp --preset small --init-from runs/r18-more/last.pt --freeze lower $FT --epochs-stage2 12 --lr 3e-4 $PROBE --seed 19 $REV
+# r20: 12 more epochs from r19 at 2e-4, no label smoothing
+fstcn train --data data/synth/train --out runs/r20-sharp --preset small --init-from runs/r19-sharp/last.pt --freeze lower $FT --epochs-stage2 12 --lr 2e-4 $PROBE --seed 20 $REV
+# r21: 10 epochs from r19's last epoch with the lower SCL trainable too, lr 1e-4
+fstcn train --data data/synth/train --out runs/r21-lower --preset small --init-from runs/r19-sharp/last.pt $FT --epochs-stage2 10 --lr 1e-4 $PROBE --seed 21 $REV
