@@ -20,12 +20,14 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 CLIPS, CROPS = 5, 18
+SHIPPED_MODEL = Path("models/fstcn-small.onnx")
 
 
 def _median_time(fn: Any, iters: int, sync: Any) -> tuple[float, list[float]]:
@@ -125,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from model.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
-    from model.meta import ModelMeta
     from model.network import fstcn
+    from model.train import make_meta
 
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
@@ -148,15 +150,8 @@ def main(argv: list[str] | None = None) -> int:
 
     network = fstcn(preset=args.preset, num_classes=101).eval().to(device)
     config = network.config
-    meta = ModelMeta(
-        name="gpu-bench",
-        version="random",
-        preset=args.preset,
-        labels=tuple(f"c{i}" for i in range(101)),
-        sampling=config.sampling,
-        resize_short=config.resize_short,
-        crop_size=config.crop_size,
-    )
+    labels = [f"c{i}" for i in range(101)]
+    meta = replace(make_meta(config, args.preset, labels), name="gpu-bench", version="random")
     with tempfile.TemporaryDirectory() as tmp:
         video = _video(args.video, Path(tmp))
         decoder_name, decode = _decoder(config.resize_short)
@@ -233,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         save()
         if isinstance(results["onnxruntime"], dict) and not args.skip_pipeline:
-            results["service_pipeline"] = _service_pipeline(Path(tmp), video, args, budget_left, save)
+            plain = _preset_graph_path(Path(tmp), args.preset, "fp32")  # written by the step above
+            results["service_pipeline"] = _service_pipeline(plain, video, args, budget_left, save)
             save()
     results["seconds"] = time.monotonic() - started
     save()
@@ -254,20 +250,17 @@ def _onnxruntime(
         return "skipped"
     if "CUDAExecutionProvider" not in ort.get_available_providers() and not on_cpu:
         return f"onnxruntime {ort.__version__} without CUDAExecutionProvider (onnxruntime-gpu not installed)"
-    from dataclasses import replace
-
     from model.export import onnx_graph
     from service.engine import Engine
 
     cpu_network = network.cpu().float()
     graphs = {}
     for precision in ("fp32", "fp16"):
-        path = tmp / f"{args.preset}-{precision}.onnx"
+        path = _preset_graph_path(tmp, args.preset, precision)
         path.write_bytes(onnx_graph(cpu_network, replace(meta, precision=precision)).SerializeToString())
         graphs[f"{args.preset} {precision}"] = path
-    shipped = Path("models/fstcn-small.onnx")
-    if shipped.is_file():
-        graphs["shipped fstcn-small fp32"] = shipped
+    if SHIPPED_MODEL.is_file():
+        graphs["shipped fstcn-small fp32"] = SHIPPED_MODEL
     results: dict[str, Any] = {"onnxruntime": ort.__version__}
     for name, path in graphs.items():
         if not budget_left():
@@ -335,30 +328,34 @@ def _ort_breakdown(engine: Any, app: Any, mot: Any, iters: int) -> dict[str, Any
     }
 
 
-def _service_pipeline(tmp: Path, video: Path, args: Any, budget_left: Any, save: Any) -> dict[str, Any]:
+def _preset_graph_path(tmp: Path, preset: str, precision: str) -> Path:
+    return tmp / f"{preset}-{precision}.onnx"
+
+
+def _service_pipeline(plain: Path, video: Path, args: Any, budget_left: Any, save: Any) -> dict[str, Any]:
     """The service's data plane, `service.pipeline.Pipeline.predict_file` (probe, decode, preprocess,
-    infer, fuse; 5 clips x 18 crops, SCI) on one video at a time, for the plain graph and the frames
-    graphs (preprocessing in the graph; shared trunk): per-stage and total medians in ms."""
+    infer, fuse; 5 clips x 18 crops, SCI) on one video at a time, for the preset's plain fp32 graph
+    `plain`, the shipped model and their frames graphs (preprocessing in the graph; shared trunk):
+    per-stage and total medians in ms."""
     from model.fastpaths import export_exact_graph, export_trunk_graph
     from service.engine import Engine
     from service.pipeline import Pipeline, PredictOptions
     from service.video.decode import VideoLimits
 
-    plain = tmp / f"{args.preset}-fp32.onnx"
-    shipped = Path("models/fstcn-small.onnx")
+    tmp, shipped = plain.parent, SHIPPED_MODEL
     builders = {
         f"{args.preset} fp32 plain": lambda: plain,
         f"{args.preset} fp32 frames graph": lambda: (
-            export_exact_graph(plain, tmp / "paper.frames.onnx").onnx_path
+            export_exact_graph(plain, plain.with_suffix(".frames.onnx")).onnx_path
         ),
     }
     if shipped.is_file():
         builders["shipped plain"] = lambda: shipped
         builders["shipped frames graph"] = lambda: (
-            export_exact_graph(shipped, tmp / "small.frames.onnx").onnx_path
+            export_exact_graph(shipped, tmp / "shipped.frames.onnx").onnx_path
         )
         builders["shipped shared trunk"] = lambda: (
-            export_trunk_graph(shipped.with_suffix(".pt"), tmp / "small.trunk.onnx").onnx_path
+            export_trunk_graph(shipped.with_suffix(".pt"), tmp / "shipped.trunk.onnx").onnx_path
         )
     results: dict[str, Any] = {}
     for name, build in builders.items():

@@ -12,14 +12,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import replace
 
 import numpy as np
 import onnxruntime as ort
 import torch
 
 from model.export import onnx_graph
-from model.meta import APPEARANCE_INPUT, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
+from model.meta import APPEARANCE_INPUT, MOTION_INPUT, PROBS_OUTPUT
 from model.network import fstcn
+from model.train import make_meta
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,15 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     network = fstcn(preset="paper", num_classes=101).eval()
     config = network.config
-    meta = ModelMeta(
-        name="lrn-bench",
-        version="random",
-        preset="paper",
-        labels=tuple(f"c{i}" for i in range(101)),
-        sampling=config.sampling,
-        resize_short=config.resize_short,
-        crop_size=config.crop_size,
-    )
+    meta = replace(make_meta(config, "paper", [f"c{i}" for i in range(101)]), name="lrn-bench")
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if args.cuda else ["CPUExecutionProvider"]
     if args.cuda and hasattr(ort, "preload_dlls"):
         ort.preload_dlls()
