@@ -311,9 +311,10 @@ class FstCN(nn.Module):
         temporal = self.temporal(self.lower(motion_frames))
         return FstCNFeatures(None, temporal, self.fusion(temporal))
 
-    def forward(self, appearance: Tensor, motion: Tensor) -> Tensor:
-        """appearance (B, 3, c, c), motion (B, T, 3, c, c) -> logits (B, num_classes)."""
-        return self.classifier(self.features(appearance, motion).fused)
+    def forward(self, appearance: Tensor, motion: Tensor, drop_spatial: Tensor | None = None) -> Tensor:
+        """appearance (B, 3, c, c), motion (B, T, 3, c, c) -> logits (B, num_classes); `drop_spatial` as
+        in `features` (training only)."""
+        return self.classifier(self.features(appearance, motion, drop_spatial).fused)
 
     def frame_logits(self, frames: Tensor) -> Tensor:
         """Auxiliary classifier on the lower SCL (stage 1): frames (B, 3, c, c) -> logits (B, num_classes)."""

@@ -451,7 +451,7 @@ class _PairObjective(nn.Module):
         drop = None
         if self.training and self.drop_spatial_path > 0:  # (B,) bool, from torch's per-epoch generator
             drop = torch.rand(appearance.shape[0], device=appearance.device) < self.drop_spatial_path
-        logits = self.model.classifier(self.model.features(appearance, motion, drop).fused)
+        logits = self.model(appearance, motion, drop)
         aux = self.model.frame_logits(appearance) if self.with_aux else None
         return logits, aux
 
