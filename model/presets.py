@@ -91,27 +91,27 @@ class FstCNConfig:
     @property
     def lower_size(self) -> int:
         """Side of the lower SCL output map (conv pad k//2, pools unpadded, floor)."""
-        side = self.crop_size
+        return self._lower_conv_sides()[-1]
+
+    def _lower_conv_sides(self) -> list[int]:
+        """Side of each lower SCL conv's output map (conv1, conv2 before their Pool(3, 2))."""
+        side, sides = self.crop_size, []
         for index, (kernel, stride) in enumerate(zip(self.lower_kernels, self.lower_strides, strict=True)):
             side = conv_out(side, kernel, stride, kernel // 2)
+            sides.append(side)
             if index < 2:
                 side = conv_out(side, self.pool_kernel, self.pool_stride, 0)
-        return side
+        return sides
 
     @property
     def largest_activation_per_clip_pair(self) -> int:
         """Elements of the network's largest tensor per clip-pair crop: a lower SCL conv's output over the
         appearance frame and the l_t V_diff frames (conv1's, at every preset), with the LRN's channel
         padding where the norm is "lrn" (the expanded export pads C to C + size - 1 for an AveragePool)."""
-        side, largest = self.crop_size, 0
-        for index, (width, kernel, stride) in enumerate(
-            zip(self.lower_widths, self.lower_kernels, self.lower_strides, strict=True)
-        ):
-            side = conv_out(side, kernel, stride, kernel // 2)
+        largest = 0
+        for index, (width, side) in enumerate(zip(self.lower_widths, self._lower_conv_sides(), strict=True)):
             lrn_padding = LRN_SIZE - 1 if self.norm == "lrn" and index < 2 else 0
             largest = max(largest, (width + lrn_padding) * side * side)
-            if index < 2:
-                side = conv_out(side, self.pool_kernel, self.pool_stride, 0)
         return (self.clip_length + 1) * largest
 
     @property
