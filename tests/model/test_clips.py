@@ -11,6 +11,7 @@ from model.clips import (
     clip_pair_times,
     crop_boxes,
     gather_clip_pairs,
+    nearer_to_earlier,
     nearest_frame_indices,
     network_inputs,
     plan_clip_pairs,
@@ -74,6 +75,16 @@ def test_nearest_frame_indices_clamp_and_keep_shape() -> None:
         nearest_frame_indices([0.1, 0.0], [0.0])
     with pytest.raises(ValueError):
         nearest_frame_indices([], [0.0])
+
+
+def test_nearer_to_earlier_is_the_rule_of_nearest_frame_indices() -> None:
+    rng = np.random.default_rng(0)
+    earlier = rng.uniform(0, 10, 500)
+    later = earlier + rng.choice([1 / 25, 1 / 30, 0.5], 500)
+    queries = np.concatenate([rng.uniform(earlier, later), (earlier + later) / 2])  # with exact ties
+    for query, first, second in zip(queries, np.tile(earlier, 2), np.tile(later, 2), strict=True):
+        index = int(nearest_frame_indices(np.array([first, second]), np.array([query]))[0])
+        assert nearer_to_earlier(float(query), float(first), float(second)) == (index == 0)
 
 
 def test_plan_spreads_pairs_from_first_frame_to_last() -> None:
