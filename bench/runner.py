@@ -401,17 +401,11 @@ def section_decode(config: BenchConfig, models: BenchModels, results: dict[str, 
     limits = VideoLimits(max_duration_s=3600.0, max_frames=1_000_000)
     details: dict[str, Any] = {}
 
-    def sampled(path: Path, overlap: bool = True) -> Callable[[], None]:
+    def sampled(path: Path) -> Callable[[], None]:
         def call() -> None:
             info = probe_video(path, limits)
             plan = plan_clip_pairs(0.0, info.duration_s - 1.0 / info.fps, meta.sampling, CLIPS)
-            video = decode_video(
-                path,
-                resize_short=meta.resize_short,
-                times=plan.all_times(),
-                limits=limits,
-                overlap_conversion=overlap,
-            )
+            video = decode_video(path, resize_short=meta.resize_short, times=plan.all_times(), limits=limits)
             gather_clip_pairs(video.frames, video.times, plan)
             details[path.name] = {
                 "frames_decoded": video.frames_decoded,
@@ -420,7 +414,7 @@ def section_decode(config: BenchConfig, models: BenchModels, results: dict[str, 
 
         return call
 
-    videos = {name: bench_video(config.cache, name) for name in (LONG, SHORT, LONG_GOP50, SHORT_GOP50, CLIP)}
+    videos = {name: bench_video(config.cache, name) for name in (LONG, SHORT, LONG_GOP50, SHORT_GOP50)}
     short_full = lambda: decode_video(videos[SHORT], resize_short=meta.resize_short, limits=limits)  # noqa: E731
     times = interleaved(
         {
@@ -429,9 +423,6 @@ def section_decode(config: BenchConfig, models: BenchModels, results: dict[str, 
             "long_600s_gop50": sampled(videos[LONG_GOP50]),
             "short_10s_gop50": sampled(videos[SHORT_GOP50]),
             "short_10s_every_frame": short_full,
-            "short_10s_inline": sampled(videos[SHORT], overlap=False),
-            "clip_320x240": sampled(videos[CLIP]),
-            "clip_320x240_inline": sampled(videos[CLIP], overlap=False),
         },
         config.repeats,
     )
@@ -439,11 +430,6 @@ def section_decode(config: BenchConfig, models: BenchModels, results: dict[str, 
         "times_ms": {name: _ms(values) for name, values in times.items()},
         "long_vs_short": ratio_stats(times["long_600s"], times["short_10s"]).to_dict(),
         "long_vs_short_gop50": ratio_stats(times["long_600s_gop50"], times["short_10s_gop50"]).to_dict(),
-        # speed of converting beside the decoder over converting inline (FFmpeg's thread choice)
-        "overlap_vs_inline_640x360": ratio_stats(times["short_10s_inline"], times["short_10s"]).to_dict(),
-        "overlap_vs_inline_320x240": ratio_stats(
-            times["clip_320x240_inline"], times["clip_320x240"]
-        ).to_dict(),
         "frames": details,
         "video": "640x360 H.264 25 fps, x264 ultrafast ~400 kb/s; keyframe every 250 frames (x264 default) "
         "or every 50 (gop50)",

@@ -18,12 +18,7 @@ DECODE_FILES = {
     "short_10s": "short_10s_640x360.mp4",
     "long_600s_gop50": "long_600s_640x360_gop50.mp4",
     "short_10s_gop50": "short_10s_640x360_gop50.mp4",
-    "short_10s_inline": "short_10s_640x360.mp4",
-    "clip_320x240": "clip_10s_320x240.mp4",
-    "clip_320x240_inline": "clip_10s_320x240.mp4",
 }
-# conversion beside the decoder vs inline (service.video.decode), by the video it was timed on
-DECODE_OVERLAP_RATIOS = {"overlap_vs_inline_640x360": "640x360", "overlap_vs_inline_320x240": "320x240"}
 
 
 @dataclass(frozen=True)
@@ -171,10 +166,6 @@ def decode_tables(results: dict[str, Any]) -> list[Table]:
     if "long_vs_short_gop50" in decode:
         ratio = stats_text(decode["long_vs_short_gop50"], "x", 2)
         rows.append(["ratio long / short (keyframe every 2 s)", ratio, "", ""])
-    for key, size in DECODE_OVERLAP_RATIOS.items():
-        if key in decode:
-            label = f"speed, conversion beside the decoder vs inline ({size} 10 s)"
-            rows.append([label, stats_text(decode[key], "x", 2), "", ""])
     clips = results["config"].get("clips", "?")
     video = decode.get("video", "640x360 H.264")
     title = f"decode + sampling ({clips} clip pairs), {video}; ms: median [min-max]"

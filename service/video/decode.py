@@ -7,12 +7,10 @@ The one decoder of the project: the service decodes uploads with it and the trai
 - Limits (`VideoLimits`: duration, frames, width x height) are checked from the headers before any
   frame is decoded, and again on every decoded frame (headers can lie). Insane header values (negative
   or absurd sizes, rates, durations) are rejected or treated as unknown.
-- Decoding is threaded (`thread_type="AUTO"`; one thread for pictures up to 320x240, where frame
-  threads cost more than they give). Each kept frame goes through libswscale once, on a conversion
-  thread beside the decoder, straight from the decoder's pixel format to RGB at
-  `model.clips.resized_size` (short side `resize_short`), then display rotation (a multiple of 90
-  degrees) is applied with `np.rot90`, which keeps the short side. Frames the sampling does not need
-  are never converted, and a decoded picture is released once converted.
+- Decoding is threaded (`thread_type="AUTO"`); each kept frame goes through libswscale once, straight
+  from the decoder's pixel format to RGB at `model.clips.resized_size` (short side `resize_short`),
+  then display rotation (a multiple of 90 degrees) is applied with `np.rot90`, which keeps the short
+  side. Frames the sampling does not need are never converted.
 - Timestamps are `pts * time_base` relative to the first frame (correct for variable frame rates);
   when a file has no pts they are counted from the frame rate.
 - With `times`, only the frame nearest to each requested time is kept (`model.clips.nearest_frame_indices`
@@ -29,9 +27,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -58,10 +53,6 @@ SEEK_GAP_S = 4.0  # seek instead of decoding through gaps longer than this...
 SEEK_PREROLL_S = 1.0  # ...to a keyframe at least this long before the next needed time
 MAX_CONSECUTIVE_DECODE_ERRORS = 32  # then the stream is garbage: stop burning CPU on it
 INTERPOLATION = Interpolation.BILINEAR  # libswscale widens its filter when downscaling (anti-aliased)
-MAX_PENDING_CONVERSIONS = 8  # decoded pictures waiting for the conversion thread
-# With `threads=0`, frames up to this size decode on one thread: FFmpeg's frame threads cost more
-# than they give on small pictures once conversion runs beside the decoder (320x240: 49 vs 59 ms).
-SINGLE_THREAD_MAX_PIXELS = 320 * 240
 
 
 @dataclass(frozen=True)
@@ -281,12 +272,12 @@ class _FrameReader:
 
 @dataclass
 class _Held:
-    """A decoded frame and its time; once selected, `image` is its conversion (pending or done) and
-    `frame` is dropped, so a decoded picture lives only until it is converted."""
+    """A decoded frame and its time; once selected, its converted image, and the decoded picture is
+    let go (every kept picture alive at once would be gigabytes on a long video decoded whole)."""
 
     time: float
     frame: VideoFrame | None
-    image: Future[npt.NDArray[np.uint8]] | None = None
+    image: npt.NDArray[np.uint8] | None = None
 
 
 class _Converter:
@@ -303,31 +294,6 @@ class _Converter:
         )
         image = np.asarray(rgb.to_ndarray(), dtype=np.uint8)  # (h, w, 3); rgb24 is uint8 already
         return np.rot90(image, self.quarter_turns) if self.quarter_turns else image
-
-
-class _ConversionQueue:
-    """Converts kept frames on one worker thread while the caller decodes the next ones.
-
-    PyAV releases the GIL in the decoder and in libswscale, so on two cores conversion overlaps
-    decoding (the 10 s 320x240 clip of `fstcn bench`: 49 vs 69 ms). At most `MAX_PENDING_CONVERSIONS`
-    decoded pictures wait at a time, so memory stays bounded when conversion is the slower side.
-    """
-
-    def __init__(self, executor: ThreadPoolExecutor | None, converter: _Converter) -> None:
-        self._executor = executor  # None: convert on the caller's thread (the plain path)
-        self._converter = converter
-        self._pending: deque[Future[npt.NDArray[np.uint8]]] = deque()
-
-    def submit(self, frame: VideoFrame) -> Future[npt.NDArray[np.uint8]]:
-        if self._executor is None:
-            done: Future[npt.NDArray[np.uint8]] = Future()
-            done.set_result(self._converter(frame))
-            return done
-        while self._pending and (self._pending[0].done() or len(self._pending) >= MAX_PENDING_CONVERSIONS):
-            self._pending.popleft().result()  # waits for the oldest; raises its error here
-        future = self._executor.submit(self._converter, frame)
-        self._pending.append(future)
-        return future
 
 
 # --- public API -----------------------------------------------------------------------------------
@@ -362,17 +328,13 @@ def decode_video(
     times: npt.ArrayLike | None = None,
     limits: VideoLimits | None = None,
     threads: int = 0,
-    overlap_conversion: bool = True,
 ) -> DecodedVideo:
     """Decode `path` to RGB frames with short side `resize_short` (see the module docstring).
 
     times: None decodes every frame; otherwise seconds from the first frame (any shape), and only the
     frames nearest to them are returned (sorted by time, each once), so
     `nearest_frame_indices(result.times, times)` picks exactly what a full decode would.
-    threads: decoder threads (0: one up to 320x240 pixels, else FFmpeg's choice).
-    overlap_conversion: convert kept frames on a thread beside the decoder (False: inline, and FFmpeg
-    chooses the threads whatever the size; the plain path `fstcn bench` compares against).
-    Raises the domain errors of the module docstring.
+    threads: decoder threads (0 = FFmpeg's choice). Raises the domain errors of the module docstring.
     """
     if resize_short < 1:
         raise ValueError(f"resize_short must be >= 1, got {resize_short}")
@@ -385,14 +347,10 @@ def decode_video(
             raise ValueError("times must be finite")
     limits = limits or VideoLimits()
     try:
-        return _decode(
-            Path(path), resize_short, queries, limits, threads, overlap_conversion, allow_seek=True
-        )
+        return _decode(Path(path), resize_short, queries, limits, threads, allow_seek=True)
     except _SeekOvershot:
         logger.info("a seek overshot in %s; decoding again without seeking", Path(path).name)
-        return _decode(
-            Path(path), resize_short, queries, limits, threads, overlap_conversion, allow_seek=False
-        )
+        return _decode(Path(path), resize_short, queries, limits, threads, allow_seek=False)
 
 
 def _configure_decoder(stream: av.video.stream.VideoStream, *, threads: int, limits: VideoLimits) -> None:
@@ -412,32 +370,20 @@ def _decode(
     queries: npt.NDArray[np.float64] | None,
     limits: VideoLimits,
     threads: int,
-    overlap_conversion: bool,
     *,
     allow_seek: bool,
 ) -> DecodedVideo:
     with open_container(path, max_pixels=limits.max_pixels) as opened:
         stream = _video_stream(opened.container)
         info = _header_info(opened, stream, limits)
-        if threads == 0 and info.width * info.height <= SINGLE_THREAD_MAX_PIXELS:
-            threads = 1
         _configure_decoder(stream, threads=threads, limits=limits)
         try:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fstcn-convert") as executor:
-                decoded = _select_frames(
-                    opened, stream, info, resize_short, queries, limits, allow_seek, executor
-                )
+            decoded = _select_frames(opened, stream, info, resize_short, queries, limits, allow_seek)
         except av.FFmpegError as error:  # e.g. the decoder refusing to open
             opened.guard.check()
             raise InvalidVideo(f"the video cannot be decoded: {describe_error(error)}") from error
         opened.guard.check()
         return decoded
-
-
-def _conversion_executor(overlap: bool) -> AbstractContextManager[ThreadPoolExecutor | None]:
-    if overlap:
-        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="fstcn-convert")
-    return nullcontext()
 
 
 def _select_frames(
@@ -448,15 +394,12 @@ def _select_frames(
     queries: npt.NDArray[np.float64] | None,
     limits: VideoLimits,
     allow_seek: bool,
-    executor: ThreadPoolExecutor | None,
 ) -> DecodedVideo:
-    """The decode loop: timestamps, limits, selection of needed frames, seeking over long gaps.
-
-    Selected frames are converted on `executor` (one worker) while decoding goes on, or inline."""
+    """The decode loop: timestamps, limits, selection of needed frames, seeking over long gaps."""
     reader = _FrameReader(opened.container, stream)
     time_base = stream.time_base or Fraction(1, 1)
     step_s = 1.0 / (info.fps or FALLBACK_FPS)  # for files without usable pts
-    conversions: _ConversionQueue | None = None
+    converter: _Converter | None = None
     rotation = 0
     first_pts: int | None = None
     kept: list[_Held] = []
@@ -470,8 +413,8 @@ def _select_frames(
 
     def keep(held: _Held) -> None:
         if held.image is None:
-            assert conversions is not None and held.frame is not None
-            held.image = conversions.submit(held.frame)
+            assert converter is not None and held.frame is not None
+            held.image = converter(held.frame)
             held.frame = None
             kept.append(held)
 
@@ -480,11 +423,9 @@ def _select_frames(
         if decoded > limits.max_frames:
             raise VideoTooLarge(f"the video has more than {limits.max_frames} frames")
         _check_frame_size(frame.width, frame.height, limits)
-        if conversions is None:
+        if converter is None:
             rotation = _rotation_cw(frame, stream)
-            conversions = _ConversionQueue(
-                executor, _Converter(frame.width, frame.height, resize_short, rotation)
-            )
+            converter = _Converter(frame.width, frame.height, resize_short, rotation)
 
         # Timestamp: pts relative to the first frame; counted when missing or going backwards.
         if frame.pts is not None and first_pts is None and prev is None:
@@ -523,7 +464,7 @@ def _select_frames(
             if resolved > next_query:
                 if prev is None:
                     keep(current)
-                else:
+                else:  # numpy per frame would cost more than the rule itself (20 ms per 10 s clip)
                     for query in queries[next_query:resolved].tolist():
                         keep(prev if nearer_to_earlier(query, prev.time, time) else current)
                 next_query = resolved
@@ -556,7 +497,8 @@ def _select_frames(
     if decoded < 2:
         raise VideoTooShort(f"the video has {decoded} decodable frame; at least 2 are needed")
 
-    frames = np.stack([held.image.result() for held in kept if held.image is not None])  # (F, h, w, 3)
+    assert converter is not None
+    frames = np.stack([held.image for held in kept if held.image is not None])  # (F, h, w, 3)
     frame_times = np.array([held.time for held in kept], dtype=np.float64)
     result_info = _with_rotation(info, rotation)
     if queries is None:

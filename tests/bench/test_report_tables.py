@@ -36,7 +36,6 @@ def _partial_results() -> dict[str, Any]:
         "decode": {
             "times_ms": {"long_600s": Stats.of([5.0]).to_dict()},
             "long_vs_short": Stats.of([2.0]).to_dict(),
-            "overlap_vs_inline_320x240": Stats.of([1.25, 1.5]).to_dict(),
             "frames": {},
         },
         "agreement": {"videos": 3, "data": "[bold]synth[/bold] | test", "disagreements_shared_trunk": ["a"]},
@@ -102,12 +101,6 @@ def test_console_keeps_text_that_looks_like_markup() -> None:
     text = console.export_text()
     assert "ms: median [min-max]" in text
     assert "[bold]synth[/bold] | test" in text
-
-
-def test_decode_table_shows_the_conversion_overlap_ratio() -> None:
-    (decode,) = [table for table in tables(_partial_results()) if table.title.startswith("decode + sampling")]
-    assert decode.rows[-1][0] == "speed, conversion beside the decoder vs inline (320x240 10 s)"
-    assert decode.rows[-1][1].startswith("1.38x")
 
 
 def test_tables_keep_every_figure_of_a_full_run() -> None:

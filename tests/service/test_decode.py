@@ -7,10 +7,8 @@ Test videos come from `tests.videos.write_video`, whose frames all differ (a mov
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from fractions import Fraction
 from pathlib import Path
 
@@ -185,58 +183,6 @@ def test_selecting_only_the_first_frame_still_checks_length(video_factory: Facto
         video_factory("two.mp4", fps=25, seconds=0.08, width=96, height=64), resize_short=32, times=[0]
     )
     assert len(video.frames) == 1 and video.frames_decoded == 2
-
-
-def test_frames_are_converted_beside_the_decoder_with_a_bounded_queue(
-    video_factory: Factory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Conversion runs on its own thread, and at most MAX_PENDING_CONVERSIONS decoded pictures wait
-    for it even when it is much slower than decoding (memory stays bounded on long videos)."""
-    path = video_factory("queue.mp4", fps=25, seconds=1.6, width=96, height=64)
-    reference = decode_video(path, resize_short=32)
-    threads: set[str] = set()
-    converted = 0
-    most_waiting = 0
-    convert = decode_module._Converter.__call__
-    submit = decode_module._ConversionQueue.submit
-
-    def slow_convert(self: decode_module._Converter, frame: av.VideoFrame) -> npt.NDArray[np.uint8]:
-        nonlocal converted
-        threads.add(threading.current_thread().name)
-        time.sleep(0.005)
-        image = convert(self, frame)
-        converted += 1
-        return image
-
-    submitted = 0
-
-    def counting_submit(
-        self: decode_module._ConversionQueue, frame: av.VideoFrame
-    ) -> Future[npt.NDArray[np.uint8]]:
-        nonlocal submitted, most_waiting
-        future = submit(self, frame)
-        submitted += 1
-        most_waiting = max(most_waiting, submitted - converted)
-        return future
-
-    monkeypatch.setattr(decode_module, "MAX_PENDING_CONVERSIONS", 3)
-    monkeypatch.setattr(decode_module._Converter, "__call__", slow_convert)
-    monkeypatch.setattr(decode_module._ConversionQueue, "submit", counting_submit)
-    video = decode_video(path, resize_short=32)
-    assert np.array_equal(video.frames, reference.frames) and submitted == len(reference.frames) == 40
-    assert threads and all(name.startswith("fstcn-convert") for name in threads)
-    assert 2 <= most_waiting <= 3
-
-
-def test_a_failing_conversion_is_raised_by_decode(
-    video_factory: Factory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def broken(self: decode_module._Converter, frame: av.VideoFrame) -> npt.NDArray[np.uint8]:
-        raise MemoryError("no room for the frame")
-
-    monkeypatch.setattr(decode_module._Converter, "__call__", broken)
-    with pytest.raises(MemoryError, match="no room"):
-        decode_video(video_factory("fails.mp4", fps=25, seconds=0.4, width=96, height=64), resize_short=32)
 
 
 @pytest.fixture(scope="module")
