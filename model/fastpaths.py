@@ -137,7 +137,8 @@ class SharedTrunkGraph(_FramesGraph):
         num_views = views.shape[0]
         x = self.network_frames(frames, appearance_index, clip_index, diff_index)  # (n, 3, H, W), n = M + M*T
         n = x.shape[0]
-        # view 1 (flipped frames) only when a flipped crop is asked for: an empty slice when V = 1
+        # view 1 (flipped frames) only when a flipped crop is asked for: an empty slice when V = 1. (Flipping
+        # the uint8 (F, H, W, 3) frames instead took 9 vs 4 ms in ORT's profile.)
         x = torch.cat([x, x[: n * (num_views - 1)].flip(3)])  # (V*n, 3, H, W), view-major
         features = self.network.lower(x)  # (V*n, C, fh, fw)
         channels, fh, fw = features.shape[1], features.shape[2], features.shape[3]
@@ -157,8 +158,7 @@ class SharedTrunkGraph(_FramesGraph):
         if self.share == "branch":
             spatial = net.spatial.fc(torch.flatten(net.spatial.branch.pool(spatial_in), 1))
             temporal = net.temporal.branch.pool(temporal_in)  # (M*K*T, C', h, w)
-            temporal = net.temporal.tcl(net.temporal.tp(temporal))  # T-P, TCL: (M*K, F_tcl, C', T)
-            temporal = net.temporal.fc(torch.flatten(temporal, 1))
+            temporal = net.temporal.above_branch(temporal)  # T-P, TCL, FC: (M*K, F)
         else:
             spatial, temporal = net.spatial(spatial_in), net.temporal(temporal_in)
         fused = net.fusion(torch.cat([spatial, temporal], dim=1))

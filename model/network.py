@@ -175,13 +175,25 @@ class TPOperator(nn.Module):
         self.P = nn.Parameter(torch.eye(channels))
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 4 or x.shape[1] != self.P.shape[0]:
-            raise ValueError(f"expected (B*T, {self.P.shape[0]}, H, W), got {tuple(x.shape)}")
+        self._check(x)
         _, channels, height, width = x.shape
         x = x.reshape(-1, self.clip_length, channels, height * width)  # (B*T, C, H, W) -> (B, T, C, H*W)
         x = x.permute(0, 3, 2, 1)  # (B, T, C, H*W) -> (B, H*W, C, T)
         out: Tensor = torch.matmul(self.P, x)  # P (C, C) @ (B, H*W, C, T) -> (B, H*W, C, T)
         return out
+
+    def time_major(self, x: Tensor) -> Tensor:
+        """The same operator with the plane transposed: (B*T, C, H, W) -> (B, H*W, T, C)."""
+        self._check(x)
+        _, channels, height, width = x.shape
+        x = x.reshape(-1, self.clip_length, channels, height * width)  # (B*T, C, H, W) -> (B, T, C, H*W)
+        x = x.permute(0, 3, 1, 2)  # (B, T, C, H*W) -> (B, H*W, T, C)
+        out: Tensor = torch.matmul(x, self.P.t())  # (B, H*W, T, C) @ P^T: P on C -> (B, H*W, T, C)
+        return out
+
+    def _check(self, x: Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.P.shape[0]:
+            raise ValueError(f"expected (B*T, {self.P.shape[0]}, H, W), got {tuple(x.shape)}")
 
 
 class TemporalConvLayer(nn.Module):
@@ -203,6 +215,21 @@ class TemporalConvLayer(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.cat([branch(x) for branch in self.branches], dim=1)
+
+    def time_major(self, x: Tensor) -> Tensor:
+        """The same layer on the transposed plane: (B, H*W, T, C) -> (B, sum f_i, T, C).
+
+        conv(x^T, W^T) = conv(x, W)^T: each kernel is transposed with the plane (padding too).
+        """
+        outputs = []
+        for conv, *activation in (list(branch) for branch in self.branches):
+            assert isinstance(conv, nn.Conv2d)
+            padding = tuple(reversed(conv.padding))
+            y = nn.functional.conv2d(x, conv.weight.transpose(2, 3), conv.bias, padding=padding)
+            for layer in activation:  # ReLU, Dropout: elementwise, the layout does not matter
+                y = layer(y)
+            outputs.append(y)
+        return torch.cat(outputs, dim=1)
 
 
 class SpatialPath(nn.Module):
@@ -230,11 +257,30 @@ class TemporalPath(nn.Module):
         self.tcl = TemporalConvLayer(side * side, config.tcl_filters, config.tcl_kernels, config.tcl_dropout)
         tcl_features = sum(config.tcl_filters) * config.branch_width * config.clip_length
         self.fc = _fc_stack(tcl_features, config.fc_dims, config.fc_dropout)
+        self.onnx_time_major = True  # export form of T-P, TCL and first FC (see above_branch)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.branch(x)  # (B*T, C, h, w)
-        x = self.tp(x)  # (B*T, C, h, w) -> (B, h*w, C, T)
-        x = self.tcl(x)  # (B, h*w, C, T) -> (B, F_tcl, C, T)
+        return self.above_branch(self.branch(x))  # (B*T, C4, s, s) -> (B*T, C, h, w) -> (B, F)
+
+    def above_branch(self, x: Tensor) -> Tensor:
+        """T-P operator, TCL and FC stack: branch features (B*T, C, h, w) -> (B, F).
+
+        In an ONNX export (unless `onnx_time_major` is False) the T-P operator and the TCL run on the
+        transposed (T, C) plane and the first FC takes its columns in that order: the same function,
+        but with T = 5 as the convs' width ONNX Runtime's CPU kernels idle (`python -m bench.tcl_layout`
+        times both forms).
+        """
+        if self.onnx_time_major and torch.onnx.is_in_onnx_export():
+            x = self.tcl.time_major(self.tp.time_major(x))  # (B*T, C, h, w) -> (B, F_tcl, T, C)
+            first, rest = self.fc[0], self.fc[1:]
+            assert isinstance(first, nn.Linear)
+            tcl_width, channels = x.shape[1], self.tp.P.shape[0]
+            # (D, F_tcl*C*T) -> (D, F_tcl, C, T) -> (D, F_tcl, T, C) -> (D, F_tcl*T*C): constant in the graph
+            shape = (tcl_width, channels, self.tp.clip_length)
+            weight = first.weight.unflatten(1, shape).transpose(2, 3).flatten(1)
+            out: Tensor = rest(nn.functional.linear(torch.flatten(x, 1), weight, first.bias))
+            return out
+        x = self.tcl(self.tp(x))  # (B*T, C, h, w) -> (B, h*w, C, T) -> (B, F_tcl, C, T)
         return self.fc(torch.flatten(x, 1))  # (B, F_tcl, C, T) -> (B, F_tcl*C*T) -> (B, F)
 
 
