@@ -144,12 +144,13 @@ class TrainConfig:
             raise ValueError("--resume and --init-from exclude each other: resume continues a run exactly")
         for pair in self.reverse_pairs:
             names = pair.split(":")
-            if len(names) != 2 or not all(names) or names[0] == names[1]:
-                raise ValueError(f"--reverse-pair takes two different class names as A:B, got {pair!r}")
+            if len(names) != 2 or not all(names):
+                raise ValueError(f"--reverse-pair takes two class names as A:B (or A:A), got {pair!r}")
 
 
 def reversal_labels(pairs: Sequence[str], labels: Sequence[str]) -> dict[int, int]:
-    """Label index -> label index of the same video played backwards, from "A:B" pairs (both ways)."""
+    """Label index -> label index of the same video played backwards, from "A:B" pairs (both ways);
+    "A:A" names a class that is its own reversal (a squat backwards is a squat)."""
     index = {name: i for i, name in enumerate(labels)}
     reversed_as: dict[int, int] = {}
     for pair in pairs:

@@ -236,9 +236,13 @@ def test_lrn_form_is_a_verified_export_option(tmp_path: Path, lrn: str, has_lrn_
         export_model(checkpoint, tmp_path / "bad.onnx", lrn="fused")
 
 
-def test_tcl_exports_on_the_transposed_plane_with_the_same_numbers(tmp_path: Path) -> None:
-    """The default export runs T-P and TCL time-major (T = 5 is no conv width for MLAS's kernels); the
-    probabilities equal the as-trained form's, and each TCL conv's input ends in the feature axis."""
+@pytest.mark.parametrize(
+    ("time_major", "split_lower"), [(True, True), (True, False), (False, True), (False, False)]
+)
+def test_export_forms_compute_the_same_function(tmp_path: Path, time_major: bool, split_lower: bool) -> None:
+    """The export's two rewrites (bench/export_forms.py): T-P and TCL on the transposed plane, each TCL
+    conv's input then ending in the feature axis (T = 5 is no conv width for MLAS); the lower SCL run on
+    appearance and V_diff frames separately (no Concat of all frames). Both keep PyTorch's numbers."""
     model, meta = build_model_from_checkpoint(tiny_checkpoint(tmp_path / "c.pt"))
     assert model.temporal is not None
     config = model.config
@@ -248,27 +252,25 @@ def test_tcl_exports_on_the_transposed_plane_with_the_same_numbers(tmp_path: Pat
         "appearance": rng.standard_normal((3, 3, c, c), dtype=np.float32),
         "motion": rng.standard_normal((3, t, 3, c, c), dtype=np.float32),
     }
-    probs = {}
-    for time_major in (True, False):
-        model.temporal.onnx_time_major = time_major
-        graph = export_module.onnx_graph(model, meta)
-        inferred = onnx.shape_inference.infer_shapes(graph)
-        dims = {v.name: v.type.tensor_type.shape.dim for v in inferred.graph.value_info}
-        weights = {w.name: list(w.dims) for w in graph.graph.initializer}
-        tcl_in_channels = config.temporal_feature_size**2
-        tcl_widths = [
-            dims[node.input[0]][-1].dim_value
-            for node in graph.graph.node
-            if node.op_type == "Conv" and weights[node.input[1]][1] == tcl_in_channels
-        ]
-        assert len(tcl_widths) == len(config.tcl_kernels)
-        # time-major: the convs' width is the feature axis; as trained, T (which inference leaves unknown)
-        assert all((width == config.branch_width) == time_major for width in tcl_widths)
-        probs[time_major] = session_from(graph).run(["probs"], feeds)[0]
-    np.testing.assert_allclose(probs[True], probs[False], atol=1e-6)
-    np.testing.assert_allclose(
-        probs[True], torch_probs(model, feeds["appearance"], feeds["motion"]), atol=1e-5
-    )
+    model.temporal.onnx_time_major = time_major
+    model.onnx_split_lower = split_lower
+    graph = export_module.onnx_graph(model, meta)
+    inferred = onnx.shape_inference.infer_shapes(graph)
+    dims = {v.name: v.type.tensor_type.shape.dim for v in inferred.graph.value_info}
+    weights = {w.name: list(w.dims) for w in graph.graph.initializer}
+    convs = [node for node in graph.graph.node if node.op_type == "Conv"]
+    tcl_widths = [
+        dims[node.input[0]][-1].dim_value
+        for node in convs
+        if weights[node.input[1]][1] == config.temporal_feature_size**2
+    ]
+    assert len(tcl_widths) == len(config.tcl_kernels)
+    # time-major: the convs' width is the feature axis; as trained, T (which inference leaves unknown)
+    assert all((width == config.branch_width) == time_major for width in tcl_widths)
+    first_convs = [node for node in convs if weights[node.input[1]][1] == 3]  # conv1: RGB in
+    assert len(first_convs) == (2 if split_lower else 1)
+    probs = session_from(graph).run(["probs"], feeds)[0]
+    np.testing.assert_allclose(probs, torch_probs(model, feeds["appearance"], feeds["motion"]), atol=1e-5)
 
 
 def session_from(graph: onnx.ModelProto) -> ort.InferenceSession:

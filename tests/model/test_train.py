@@ -538,11 +538,14 @@ def test_reversed_samples_play_the_video_backwards_under_the_paired_label(tmp_pa
 
 def test_reverse_pairs_name_two_classes_each_once(tmp_path: Path) -> None:
     assert reversal_labels(["sit:stand"], ["wave", "sit", "stand"]) == {1: 2, 2: 1}
+    assert reversal_labels(["sit:stand", "wave:wave"], ["wave", "sit", "stand"]) == {0: 0, 1: 2, 2: 1}
     with pytest.raises(ValueError, match="no class jump"):
         reversal_labels(["sit:jump"], ["sit", "stand"])
     with pytest.raises(ValueError, match="paired twice"):
         reversal_labels(["sit:stand", "sit:wave"], ["sit", "stand", "wave"])
-    for bad in ("sit", "sit:sit", "sit:", "a:b:c"):
+    with pytest.raises(ValueError, match="paired twice"):
+        reversal_labels(["sit:sit", "sit:stand"], ["sit", "stand"])
+    for bad in ("sit", ":", "sit:", "a:b:c"):
         with pytest.raises(ValueError, match="reverse-pair"):
             TrainConfig(data=".", out=str(tmp_path), reverse_pairs=(bad,))
 

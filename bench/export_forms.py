@@ -1,0 +1,122 @@
+"""The export forms of the plain ONNX graph, side by side in one run on ONNX Runtime's CPU provider, same
+weights: as trained (PyTorch's own layout), and each of the two rewrites `model.network` makes when
+exporting, alone and together (the default):
+
+- time-major TCL (`TemporalPath.onnx_time_major`): the T-P operator and the TCL on the transposed (T, C)
+  plane, the first temporal FC taking its columns in that order. As the convs' width, T = l_t = 5 leaves
+  MLAS's kernels mostly idle; transposed, the feature axis (64 for `small`) is the width.
+- split lower SCL (`FstCN.onnx_split_lower`): the lower SCL runs on the appearance and the V_diff frames
+  separately instead of on their concatenation (one request's 540 frames copied into one batch).
+
+    python -m bench.export_forms                               # the shipped model, one request's 90 rows
+    python -m bench.export_forms --checkpoint runs/x/best.pt --rows 18
+
+Prints each form's median run time and spread, its speed against "as trained" per interleaved round, the
+TCL convs' and Concat kernels' time (ORT profiler) and the max |dp| between the forms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from model.checkpoint import build_model_from_checkpoint
+from model.export import fold_batchnorm, onnx_graph
+from model.meta import APPEARANCE_INPUT, MOTION_INPUT, PROBS_OUTPUT
+
+SHIPPED_CHECKPOINT = Path("models/fstcn-small.pt")
+AS_TRAINED = "as trained"
+# form -> (time-major TCL, split lower SCL)
+FORMS = {
+    AS_TRAINED: (False, False),
+    "time-major TCL": (True, False),
+    "split lower SCL": (False, True),
+    "both (default)": (True, True),
+}
+
+
+def _session(graph: bytes, threads: int, profile_prefix: Path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.enable_profiling = True
+    options.profile_file_prefix = str(profile_prefix)
+    options.log_severity_level = 3
+    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+
+
+def _kernel_ms(profile: Path, runs: int) -> dict[str, float]:
+    """Kernel milliseconds per run of the TCL's convs and of the Concat nodes, from an ORT profile."""
+    totals = {"tcl": 0.0, "concat": 0.0}
+    for event in json.loads(profile.read_text()):
+        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
+            continue
+        op = event["args"].get("op_name")
+        if op == "Conv" and "branches." in event["name"]:  # the TCL's (fused) convs in every form
+            totals["tcl"] += event["dur"]
+        elif op == "Concat":
+            totals["concat"] += event["dur"]
+    return {name: total / 1000.0 / runs for name, total in totals.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, default=SHIPPED_CHECKPOINT)
+    parser.add_argument("--rows", type=int, default=90, help="clip-pair crops per run (90 = 5 clips x 18)")
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    network, meta = build_model_from_checkpoint(args.checkpoint)
+    network = fold_batchnorm(network)
+    assert network.temporal is not None, "the TCL belongs to the temporal path"
+    graphs = {}
+    for name, (time_major, split_lower) in FORMS.items():
+        network.temporal.onnx_time_major = time_major
+        network.onnx_split_lower = split_lower
+        graphs[name] = onnx_graph(network, meta).SerializeToString()
+    rng = np.random.default_rng(0)
+    c, t = meta.crop_size, meta.sampling.clip_length
+    feeds = {
+        APPEARANCE_INPUT: rng.standard_normal((args.rows, 3, c, c), dtype=np.float32),
+        MOTION_INPUT: rng.standard_normal((args.rows, t, 3, c, c), dtype=np.float32),
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        sessions = {
+            name: _session(graph, args.threads, Path(tmp) / f"form{i}")
+            for i, (name, graph) in enumerate(graphs.items())
+        }
+        outputs = {
+            name: session.run([PROBS_OUTPUT], feeds)[0] for name, session in sessions.items()
+        }  # warm-up
+        times: dict[str, list[float]] = {name: [] for name in sessions}
+        for _ in range(args.repeats):  # interleaved, so that every form sees the same machine load
+            for name, session in sessions.items():
+                start = time.perf_counter()
+                session.run([PROBS_OUTPUT], feeds)
+                times[name].append(time.perf_counter() - start)
+        kernels = {
+            name: _kernel_ms(Path(s.end_profiling()), args.repeats + 1) for name, s in sessions.items()
+        }
+    print(f"{args.checkpoint} ({meta.name} {meta.version}), {args.rows} rows, {args.threads} threads")
+    baseline = times[AS_TRAINED]
+    for name, values in times.items():
+        ratios = sorted(b / v for b, v in zip(baseline, values, strict=True))
+        diff = float(np.abs(outputs[name] - outputs[AS_TRAINED]).max())
+        tcl, concat = kernels[name]["tcl"], kernels[name]["concat"]
+        print(
+            f"{name:>16}: median {1000 * statistics.median(values):6.1f} ms "
+            f"[{1000 * min(values):.1f}-{1000 * max(values):.1f}], "
+            f"speed {statistics.median(ratios):.2f}x [{ratios[0]:.2f}-{ratios[-1]:.2f}]; "
+            f"TCL convs {tcl:.1f} ms, Concat {concat:.1f} ms; max |dp| {diff:.1e}"
+        )
+
+
+if __name__ == "__main__":
+    main()
