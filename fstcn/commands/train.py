@@ -98,7 +98,8 @@ def command(
             "--reverse-pair",
             help="A:B, two classes that are each other played backwards (e.g. sit_down:stand_up; "
             "repeatable): stage 2 also trains on every A video reversed as B and every B video reversed "
-            "as A, so that only the order of frames tells them apart.",
+            "as A, so that only the order of frames tells them apart. A:A: a class that is its own "
+            "reversal (e.g. squat:squat), whose videos also train played backwards.",
         ),
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu | cuda.")] = "cpu",
