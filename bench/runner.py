@@ -401,11 +401,14 @@ def section_decode(config: BenchConfig, models: BenchModels, results: dict[str, 
     limits = VideoLimits(max_duration_s=3600.0, max_frames=1_000_000)
     details: dict[str, Any] = {}
 
-    def sampled(path: Path) -> Callable[[], None]:
+    def sampled(path: Path, parallel: bool = True) -> Callable[[], None]:
         def call() -> None:
             info = probe_video(path, limits)
             plan = plan_clip_pairs(0.0, info.duration_s - 1.0 / info.fps, meta.sampling, CLIPS)
-            video = decode_video(path, resize_short=meta.resize_short, times=plan.all_times(), limits=limits)
+            times = plan.all_times()
+            video = decode_video(
+                path, resize_short=meta.resize_short, times=times, limits=limits, parallel=parallel
+            )
             gather_clip_pairs(video.frames, video.times, plan)
             details[path.name] = {
                 "frames_decoded": video.frames_decoded,
@@ -423,6 +426,7 @@ def section_decode(config: BenchConfig, models: BenchModels, results: dict[str, 
             "long_600s_gop50": sampled(videos[LONG_GOP50]),
             "short_10s_gop50": sampled(videos[SHORT_GOP50]),
             "short_10s_every_frame": short_full,
+            "long_600s_one_decoder": sampled(videos[LONG], parallel=False),
         },
         config.repeats,
     )
@@ -430,6 +434,8 @@ def section_decode(config: BenchConfig, models: BenchModels, results: dict[str, 
         "times_ms": {name: _ms(values) for name, values in times.items()},
         "long_vs_short": ratio_stats(times["long_600s"], times["short_10s"]).to_dict(),
         "long_vs_short_gop50": ratio_stats(times["long_600s_gop50"], times["short_10s_gop50"]).to_dict(),
+        # the 10-minute video decoded by two decoders on two threads vs one (`decode_video(parallel=...)`)
+        "two_vs_one_decoder": ratio_stats(times["long_600s_one_decoder"], times["long_600s"]).to_dict(),
         "frames": details,
         "video": "640x360 H.264 25 fps, x264 ultrafast ~400 kb/s; keyframe every 250 frames (x264 default) "
         "or every 50 (gop50)",

@@ -18,6 +18,7 @@ DECODE_FILES = {
     "short_10s": "short_10s_640x360.mp4",
     "long_600s_gop50": "long_600s_640x360_gop50.mp4",
     "short_10s_gop50": "short_10s_640x360_gop50.mp4",
+    "long_600s_one_decoder": "long_600s_640x360.mp4",
 }
 
 
@@ -166,6 +167,9 @@ def decode_tables(results: dict[str, Any]) -> list[Table]:
     if "long_vs_short_gop50" in decode:
         ratio = stats_text(decode["long_vs_short_gop50"], "x", 2)
         rows.append(["ratio long / short (keyframe every 2 s)", ratio, "", ""])
+    if "two_vs_one_decoder" in decode:
+        ratio = stats_text(decode["two_vs_one_decoder"], "x", 2)
+        rows.append(["speed of two decoders vs one (10-minute video)", ratio, "", ""])
     clips = results["config"].get("clips", "?")
     video = decode.get("video", "640x360 H.264")
     title = f"decode + sampling ({clips} clip pairs), {video}; ms: median [min-max]"

@@ -36,6 +36,7 @@ def _partial_results() -> dict[str, Any]:
         "decode": {
             "times_ms": {"long_600s": Stats.of([5.0]).to_dict()},
             "long_vs_short": Stats.of([2.0]).to_dict(),
+            "two_vs_one_decoder": Stats.of([1.25, 1.5]).to_dict(),
             "frames": {},
         },
         "agreement": {"videos": 3, "data": "[bold]synth[/bold] | test", "disagreements_shared_trunk": ["a"]},
@@ -101,6 +102,11 @@ def test_console_keeps_text_that_looks_like_markup() -> None:
     text = console.export_text()
     assert "ms: median [min-max]" in text
     assert "[bold]synth[/bold] | test" in text
+
+
+def test_decode_table_shows_the_two_decoder_speed() -> None:
+    (decode,) = [table for table in tables(_partial_results()) if table.title.startswith("decode + sampling")]
+    assert decode.rows[-1][:2] == ["speed of two decoders vs one (10-minute video)", "1.38x [1.25-1.50]"]
 
 
 def test_tables_keep_every_figure_of_a_full_run() -> None:

@@ -7,6 +7,7 @@ Test videos come from `tests.videos.write_video`, whose frames all differ (a mov
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from fractions import Fraction
@@ -221,6 +222,43 @@ def test_seeking_gives_the_same_frames_and_decodes_less(long_videos: dict[str, P
     assert full.frames_decoded == 1500
     assert part.frames_decoded < 0.4 * full.frames_decoded  # the gaps were skipped, not decoded
     assert part_s < full_s
+
+
+def test_parallel_split_cuts_at_a_seek_gap_giving_the_first_decoder_half_the_runs() -> None:
+    runs = [np.arange(10) * 0.1 + start for start in (0.0, 150.0, 300.0, 450.0, 599.0)]  # 5 clip pairs
+    queries = np.concatenate(runs)
+    assert decode_module._parallel_split(queries) == 30  # runs 0-2 | 3-4
+    assert decode_module._parallel_split(queries[:20]) == 10  # 2 runs: one each
+    assert decode_module._parallel_split(np.arange(50) * 0.2) is None  # no gap to seek over: one decoder
+    assert (
+        decode_module._parallel_split(None) is None and decode_module._parallel_split(np.array([3.0])) is None
+    )
+
+
+@pytest.mark.parametrize(
+    "queries",
+    [
+        np.array([0.2, 0.6, 15.0, 15.3, 31.0, 47.5, 58.0]),
+        np.array([0.0, 20.0, 40.0, 61.0, 75.0, 99.0]),  # both halves clamp to the last frame: kept once
+    ],
+)
+def test_two_decoders_return_what_one_returns(
+    long_videos: dict[str, Path], queries: npt.NDArray[np.float64], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: set[str] = set()
+    decode = decode_module._decode
+
+    def recording_decode(*args: object, **kwargs: object) -> DecodedVideo:
+        threads.add(threading.current_thread().name)
+        return decode(*args, **kwargs)  # type: ignore[arg-type]
+
+    one = decode_video(long_videos[".mp4"], resize_short=32, times=queries, parallel=False)
+    monkeypatch.setattr(decode_module, "_decode", recording_decode)
+    two = decode_video(long_videos[".mp4"], resize_short=32, times=queries)
+    assert len(threads) == 2 and any(name.startswith("fstcn-decode") for name in threads)
+    assert np.array_equal(one.frames, two.frames) and np.array_equal(one.times, two.times)
+    assert np.all(np.diff(two.times) > 0)
+    assert two.frames_decoded <= one.frames_decoded + 250  # the second decoder's first GOP at most
 
 
 def test_seek_overshoot_falls_back_to_a_full_pass(
