@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+SETTLE_S = 0.2  # pause before each timed call (see `interleaved`)
+
 
 @dataclass(frozen=True)
 class Stats:
@@ -66,20 +68,26 @@ def ratio_stats(numerators: list[float], denominators: list[float]) -> Stats:
 
 
 def interleaved(
-    candidates: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1
+    candidates: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1, settle_s: float = SETTLE_S
 ) -> dict[str, list[float]]:
     """Time each candidate `repeats` times, round-robin, after `warmup` untimed calls each.
 
+    Each call starts `settle_s` after the previous one ends: ONNX Runtime's and PyTorch's worker threads
+    spin for a while after a run, and on 2 cores the spinning threads of the previous candidate's
+    session slowed the next one (a 64 ms graph timed 90 ms right after another session's run).
     Returns name -> wall seconds per call, index i of every list from the same round.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if settle_s < 0:
+        raise ValueError(f"settle_s must be >= 0, got {settle_s}")
     for fn in candidates.values():
         for _ in range(warmup):
             fn()
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(repeats):
         for name, fn in candidates.items():
+            time.sleep(settle_s)
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,17 @@ def test_stats_and_ratios() -> None:
 
 def test_interleaved_runs_round_robin_after_warmup() -> None:
     calls: list[str] = []
-    times = interleaved({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1)
+    started = time.perf_counter()
+    times = interleaved(
+        {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, repeats=3, warmup=1, settle_s=0.02
+    )
     assert calls == ["a", "b"] + ["a", "b"] * 3
     assert {name: len(values) for name, values in times.items()} == {"a": 3, "b": 3}
+    # each timed call waits for the previous one's threads to settle, and the wait is not timed
+    assert time.perf_counter() - started >= 6 * 0.02
+    assert max(max(values) for values in times.values()) < 0.02
+    with pytest.raises(ValueError, match="settle_s"):
+        interleaved({"a": lambda: None}, repeats=1, settle_s=-1.0)
 
 
 def test_flops_agree_with_the_network_summary_and_shape_rules() -> None:
