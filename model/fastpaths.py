@@ -12,7 +12,7 @@ hands each frame over once instead of building (M*K, T, 3, c, c) float32 arrays.
   cut out of the feature map (offsets snapped to the trunk stride, see
   `model.frames_graph.shared_window_index`); only the layers above run per crop. With share="branch"
   the paths' stride-1 branch convs run on the whole maps too. For the `small` preset the lower SCL is
-  ~92% of a clip pair's MACs and a 128 x 171 frame is 1.7 crops' worth of pixels, so 18 crops cost
+  ~89% of a clip pair's MACs and a 128 x 171 frame is 1.7 crops' worth of pixels, so 18 crops cost
   ~2 x 1.7 trunk passes instead of 18.
 
 Every export verifies itself before the file lands (max |dp| <= 1e-4), at two frame sizes other than
