@@ -175,25 +175,22 @@ class TPOperator(nn.Module):
         self.P = nn.Parameter(torch.eye(channels))
 
     def forward(self, x: Tensor) -> Tensor:
-        self._check(x)
-        _, channels, height, width = x.shape
-        x = x.reshape(-1, self.clip_length, channels, height * width)  # (B*T, C, H, W) -> (B, T, C, H*W)
-        x = x.permute(0, 3, 2, 1)  # (B, T, C, H*W) -> (B, H*W, C, T)
+        x = self._per_clip(x).permute(0, 3, 2, 1)  # (B, T, C, H*W) -> (B, H*W, C, T)
         out: Tensor = torch.matmul(self.P, x)  # P (C, C) @ (B, H*W, C, T) -> (B, H*W, C, T)
         return out
 
     def time_major(self, x: Tensor) -> Tensor:
         """The same operator with the plane transposed: (B*T, C, H, W) -> (B, H*W, T, C)."""
-        self._check(x)
-        _, channels, height, width = x.shape
-        x = x.reshape(-1, self.clip_length, channels, height * width)  # (B*T, C, H, W) -> (B, T, C, H*W)
-        x = x.permute(0, 3, 1, 2)  # (B, T, C, H*W) -> (B, H*W, T, C)
+        x = self._per_clip(x).permute(0, 3, 1, 2)  # (B, T, C, H*W) -> (B, H*W, T, C)
         out: Tensor = torch.matmul(x, self.P.t())  # (B, H*W, T, C) @ P^T: P on C -> (B, H*W, T, C)
         return out
 
-    def _check(self, x: Tensor) -> None:
+    def _per_clip(self, x: Tensor) -> Tensor:
+        """(B*T, C, H, W) -> (B, T, C, H*W), checked."""
         if x.dim() != 4 or x.shape[1] != self.P.shape[0]:
             raise ValueError(f"expected (B*T, {self.P.shape[0]}, H, W), got {tuple(x.shape)}")
+        _, channels, height, width = x.shape
+        return x.reshape(-1, self.clip_length, channels, height * width)
 
 
 class TemporalConvLayer(nn.Module):
@@ -268,7 +265,7 @@ class TemporalPath(nn.Module):
 
         In an ONNX export (unless `onnx_time_major` is False) the T-P operator and the TCL run on the
         transposed (T, C) plane and the first FC takes its columns in that order: the same function,
-        but with T = 5 as the convs' width ONNX Runtime's CPU kernels idle (`python -m bench.tcl_layout`
+        but with T = 5 as the convs' width ONNX Runtime's CPU kernels idle (`python -m bench.export_forms`
         times both forms).
         """
         if self.onnx_time_major and torch.onnx.is_in_onnx_export():
