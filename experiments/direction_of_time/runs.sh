@@ -83,3 +83,16 @@ fstcn train --data data/synth/train --out runs/r19-sharp --preset small --init-f
 fstcn train --data data/synth/train --out runs/r20-sharp --preset small --init-from runs/r19-sharp/last.pt --freeze lower $FT --epochs-stage2 12 --lr 2e-4 $PROBE --seed 20 $REV
 # r21: 10 epochs from r19's last epoch with the lower SCL trainable too, lr 1e-4
 fstcn train --data data/synth/train --out runs/r21-lower --preset small --init-from runs/r19-sharp/last.pt $FT --epochs-stage2 10 --lr 1e-4 $PROBE --seed 21 $REV
+
+# ---- fourth session: more training data (120 more videos per class from seeds 3 and 4), synth-r4
+fstcn synth --out data/synth/train-extra  --videos-per-class 60 --seed 3 --workers 2
+fstcn synth --out data/synth/train-extra2 --videos-per-class 60 --seed 4 --workers 2
+python experiments/direction_of_time/train_plus.py data/synth/train-plus data/synth/train data/synth/train-extra data/synth/train-extra2
+# r22: 8 epochs on the 3000 videos from r21's best; squats also played backwards
+fstcn train --data data/synth/train-plus --out runs/r22-plus --preset small --init-from runs/r21-lower/best.pt $FT --epochs-stage2 8 --lr 1e-4 --weight-decay 1e-4 --label-smoothing 0 --seed 22 --decode-workers 2 $REV --reverse-pair squat:squat
+# r23 (synth-r4 = its best.pt): 8 more epochs from r22's best without squat:squat
+fstcn train --data data/synth/train-plus --out runs/r23-plus --preset small --init-from runs/r22-plus/best.pt $FT --epochs-stage2 8 --lr 1e-4 --weight-decay 1e-4 --label-smoothing 0 --seed 23 --decode-workers 2 $REV
+for run in r22-plus r23-plus; do
+    fstcn export --checkpoint runs/$run/best.pt --out /tmp/$run/fstcn-small.onnx --name fstcn-small --version synth-r4
+    fstcn evaluate --model /tmp/$run/fstcn-small.onnx --data data/synth/test --out runs/eval-${run%-plus}
+done
