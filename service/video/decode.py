@@ -387,8 +387,8 @@ def _decode_in_two(
 ) -> DecodedVideo:
     """`queries[:split]` on this thread and `queries[split:]` on a second one, each with its own
     container: PyAV releases the GIL while decoding, so two cores decode two stretches of a long video
-    at once (a 10-minute video's 5 clip pairs: 172 vs 298 ms with one decoder thread each, 238 ms
-    with one decoder and FFmpeg's threads; `fstcn bench` decode section). Each
+    at once (a 10-minute video's 5 clip pairs: 189 ms, against 254 ms for one decoder with FFmpeg's
+    threads; `fstcn bench` decode section). Each
     half is `_decode`, which picks a frame by its neighbours' timestamps only, so the union is what one
     decoder returns. When the second half cannot seek ahead (one keyframe), it decodes from the start:
     the same wall time as one decoder, with more CPU."""
