@@ -338,7 +338,7 @@ def decode_video(
     times: None decodes every frame; otherwise seconds from the first frame (any shape), and only the
     frames nearest to them are returned (sorted by time, each once), so
     `nearest_frame_indices(result.times, times)` picks exactly what a full decode would.
-    threads: decoder threads (0 = FFmpeg's choice).
+    threads: decoder threads (0 = FFmpeg's choice; one per decoder when two decode in parallel).
     parallel: with `times` that leave a gap the decoder would seek over, decode the later half of them
     on a second thread with its own demuxer and decoder (`_decode_in_two`); False: one decoder.
     Raises the domain errors of the module docstring.
@@ -388,10 +388,10 @@ def _decode_in_two(
     """`queries[:split]` on this thread and `queries[split:]` on a second one, each with its own
     container: PyAV releases the GIL while decoding, so two cores decode two stretches of a long video
     at once (a 10-minute video's 5 clip pairs: 189 ms, against 254 ms for one decoder with FFmpeg's
-    threads; `fstcn bench` decode section). Each
-    half is `_decode`, which picks a frame by its neighbours' timestamps only, so the union is what one
-    decoder returns. When the second half cannot seek ahead (one keyframe), it decodes from the start:
-    the same wall time as one decoder, with more CPU."""
+    threads; `fstcn bench` decode section). Each half is `_decode`, which picks a frame by its
+    neighbours' timestamps only, so the union is what one decoder returns. When the second half cannot
+    seek ahead (one keyframe), it decodes from the start: the same wall time as one decoder, with more
+    CPU."""
     threads = threads or 1  # FFmpeg's own frame threads on top of two decoders only oversubscribe the cores
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fstcn-decode") as pool:
         later = pool.submit(_decode, path, resize_short, queries[split:], limits, threads, allow_seek=True)
