@@ -96,3 +96,7 @@ for run in r22-plus r23-plus; do
     fstcn export --checkpoint runs/$run/best.pt --out /tmp/$run/fstcn-small.onnx --name fstcn-small --version synth-r4
     fstcn evaluate --model /tmp/$run/fstcn-small.onnx --data data/synth/test --out runs/eval-${run%-plus}
 done
+# r25 (synth-r5): 12 minutes from r23's best on exact crops and shared-trunk windows together
+python experiments/agreement/finetune_shared.py runs/r23-plus/best.pt runs/r25-shared/best.pt --data data/synth/train-plus --cache-dir data/cache --minutes 12
+fstcn export --checkpoint runs/r25-shared/best.pt --out /tmp/r25/fstcn-small.onnx --name fstcn-small --version synth-r5
+fstcn evaluate --model /tmp/r25/fstcn-small.onnx --data data/synth/test --out runs/eval-r25
