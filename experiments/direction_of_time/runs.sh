@@ -100,3 +100,7 @@ done
 python experiments/agreement/finetune_shared.py runs/r23-plus/best.pt runs/r25-shared/best.pt --data data/synth/train-plus --cache-dir data/cache --minutes 12
 fstcn export --checkpoint runs/r25-shared/best.pt --out /tmp/r25/fstcn-small.onnx --name fstcn-small --version synth-r5
 fstcn evaluate --model /tmp/r25/fstcn-small.onnx --data data/synth/test --out runs/eval-r25
+# r26 (not shipped): 12 more minutes from r25 with the KL term weighted 10; agreement over all 400 test videos
+python experiments/agreement/finetune_shared.py runs/r25-shared/best.pt runs/r26-consistency/best.pt --data data/synth/train-plus --cache-dir data/cache --minutes 12 --consistency 10 --seed 1
+fstcn export --checkpoint runs/r26-consistency/best.pt --out /tmp/r26/fstcn-small.onnx --name fstcn-small --version synth-r6
+fstcn bench --sections agreement --model /tmp/r26/fstcn-small.onnx --data data/synth/test --max-videos 400 --cache .cache/bench-r6 --checkpoint runs/r26-consistency/best.pt
