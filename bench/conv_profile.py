@@ -22,9 +22,9 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from bench.core import sgemm_peak
+from bench.core import random_plain_feeds, sgemm_peak
+from bench.runner import cpu_session
 from model.checkpoint import build_model_from_checkpoint
-from model.meta import APPEARANCE_INPUT, MOTION_INPUT
 from model.network import layer_summary
 
 # ORT kernel name (fused Conv+ReLU, named after its output) -> layer_summary row of that conv
@@ -85,20 +85,10 @@ def main(argv: list[str] | None = None) -> None:
     macs = {
         row.name: row.macs for row in layer_summary(network, batch_size=args.rows) if row.kind == "Conv2d"
     }
-    rng = np.random.default_rng(0)
-    c, t = meta.crop_size, meta.sampling.clip_length
-    feeds = {
-        APPEARANCE_INPUT: rng.standard_normal((args.rows, 3, c, c), dtype=np.float32),
-        MOTION_INPUT: rng.standard_normal((args.rows, t, 3, c, c), dtype=np.float32),
-    }
+    feeds = random_plain_feeds(args.rows, meta.crop_size, meta.sampling.clip_length)
     peak = sgemm_peak(args.threads)["peak_gflops"]
     with tempfile.TemporaryDirectory() as tmp:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = args.threads
-        options.log_severity_level = 3
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(tmp) / "conv")
-        session = ort.InferenceSession(str(args.model), options, providers=["CPUExecutionProvider"])
+        session = cpu_session(args.model, args.threads, profile=Path(tmp) / "conv")
         kernel_ms = conv_kernel_ms(session, feeds, args.repeats)
     print(f"{args.model}, {args.rows} rows, {args.threads} threads, SGEMM peak {peak:.1f} GFLOP/s")
     print(f"| conv | output (batch {args.rows}) | ms/run | GFLOP | GFLOP/s | of SGEMM peak |")

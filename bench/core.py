@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from model.meta import APPEARANCE_INPUT, MOTION_INPUT
+
 SETTLE_S = 0.2  # pause before each timed call (see `interleaved`)
 
 
@@ -92,6 +94,15 @@ def interleaved(
             fn()
             times[name].append(time.perf_counter() - start)
     return times
+
+
+def random_plain_feeds(rows: int, crop_size: int, clip_length: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Standard-normal inputs of a plain graph: appearance (rows, 3, c, c), motion (rows, T, 3, c, c)."""
+    rng = np.random.default_rng(seed)
+    return {
+        APPEARANCE_INPUT: rng.standard_normal((rows, 3, crop_size, crop_size), dtype=np.float32),
+        MOTION_INPUT: rng.standard_normal((rows, clip_length, 3, crop_size, crop_size), dtype=np.float32),
+    }
 
 
 def load_average() -> tuple[float, float, float]:

@@ -21,15 +21,16 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
+from bench.core import interleaved, random_plain_feeds
+from bench.runner import cpu_session
 from model.checkpoint import build_model_from_checkpoint
 from model.export import fold_batchnorm, onnx_graph
-from model.meta import APPEARANCE_INPUT, MOTION_INPUT, PROBS_OUTPUT
+from model.meta import PROBS_OUTPUT
 
 SHIPPED_CHECKPOINT = Path("models/fstcn-small.pt")
 AS_TRAINED = "as trained"
@@ -40,15 +41,6 @@ FORMS = {
     "split lower SCL": (False, True),
     "both (default)": (True, True),
 }
-
-
-def _session(graph: bytes, threads: int, profile_prefix: Path) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.enable_profiling = True
-    options.profile_file_prefix = str(profile_prefix)
-    options.log_severity_level = 3
-    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 
 def _kernel_ms(profile: Path, runs: int) -> dict[str, float]:
@@ -81,26 +73,21 @@ def main(argv: list[str] | None = None) -> None:
         network.temporal.onnx_time_major = time_major
         network.onnx_split_lower = split_lower
         graphs[name] = onnx_graph(network, meta).SerializeToString()
-    rng = np.random.default_rng(0)
-    c, t = meta.crop_size, meta.sampling.clip_length
-    feeds = {
-        APPEARANCE_INPUT: rng.standard_normal((args.rows, 3, c, c), dtype=np.float32),
-        MOTION_INPUT: rng.standard_normal((args.rows, t, 3, c, c), dtype=np.float32),
-    }
+    feeds = random_plain_feeds(args.rows, meta.crop_size, meta.sampling.clip_length)
     with tempfile.TemporaryDirectory() as tmp:
         sessions = {
-            name: _session(graph, args.threads, Path(tmp) / f"form{i}")
+            name: cpu_session(graph, args.threads, profile=Path(tmp) / f"form{i}")
             for i, (name, graph) in enumerate(graphs.items())
         }
         outputs = {
             name: session.run([PROBS_OUTPUT], feeds)[0] for name, session in sessions.items()
         }  # warm-up
-        times: dict[str, list[float]] = {name: [] for name in sessions}
-        for _ in range(args.repeats):  # interleaved, so that every form sees the same machine load
-            for name, session in sessions.items():
-                start = time.perf_counter()
-                session.run([PROBS_OUTPUT], feeds)
-                times[name].append(time.perf_counter() - start)
+        # interleaved, so that every form sees the same machine load
+        times = interleaved(
+            {name: partial(session.run, [PROBS_OUTPUT], feeds) for name, session in sessions.items()},
+            args.repeats,
+            warmup=0,
+        )
         kernels = {
             name: _kernel_ms(Path(s.end_profiling()), args.repeats + 1) for name, s in sessions.items()
         }

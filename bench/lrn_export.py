@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import onnxruntime as ort
 import torch
 
+from bench.core import interleaved, random_plain_feeds
 from model.export import onnx_graph
-from model.meta import APPEARANCE_INPUT, MOTION_INPUT, PROBS_OUTPUT
+from model.meta import PROBS_OUTPUT
 from model.network import fstcn
 from model.train import make_meta
 
@@ -41,19 +42,14 @@ def main(argv: list[str] | None = None) -> None:
     forms = {"onnx LRN node": "node", "pytorch expansion": "expanded"}
     graphs = {name: onnx_graph(network, meta, lrn=lrn).SerializeToString() for name, lrn in forms.items()}
     sessions = {name: ort.InferenceSession(graph, providers=providers) for name, graph in graphs.items()}
-    rng = np.random.default_rng(0)
-    c, t = config.crop_size, config.clip_length
-    feeds = {
-        APPEARANCE_INPUT: rng.standard_normal((args.rows, 3, c, c), dtype=np.float32),
-        MOTION_INPUT: rng.standard_normal((args.rows, t, 3, c, c), dtype=np.float32),
-    }
+    feeds = random_plain_feeds(args.rows, config.crop_size, config.clip_length)
     outputs = {name: session.run([PROBS_OUTPUT], feeds)[0] for name, session in sessions.items()}  # warm-up
-    times: dict[str, list[float]] = {name: [] for name in sessions}
-    for _ in range(args.repeats):  # interleaved, so that both graphs see the same machine load
-        for name, session in sessions.items():
-            start = time.perf_counter()
-            session.run([PROBS_OUTPUT], feeds)
-            times[name].append(time.perf_counter() - start)
+    # interleaved, so that both graphs see the same machine load
+    times = interleaved(
+        {name: partial(session.run, [PROBS_OUTPUT], feeds) for name, session in sessions.items()},
+        args.repeats,
+        warmup=0,
+    )
     print(f"providers {sessions['onnx LRN node'].get_providers()}, {args.rows} rows, {args.repeats} repeats")
     for name, values in times.items():
         print(

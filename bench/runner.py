@@ -129,8 +129,9 @@ def _save(results: dict[str, Any], out: Path | None) -> None:
 # ------------------------------------------------------------------------------------------- helpers
 
 
-def _session(path: Path, threads: int, **options: Any) -> Any:
-    """An ONNX Runtime CPU session with the engine's defaults, overridden by `options`."""
+def cpu_session(model: Path | bytes, threads: int, **options: Any) -> Any:
+    """An ONNX Runtime CPU session of a model file or serialized graph with the engine's defaults,
+    overridden by `options`."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -143,7 +144,8 @@ def _session(path: Path, threads: int, **options: Any) -> Any:
     if options.get("profile"):
         so.enable_profiling = True
         so.profile_file_prefix = str(options["profile"])
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, so, providers=["CPUExecutionProvider"])
 
 
 @dataclass
@@ -164,7 +166,7 @@ def _request(models: BenchModels, video: Path, clips: int = CLIPS, crops: int = 
     from service.engine import read_graph_info, read_model_meta
     from service.video.decode import decode_video, probe_video
 
-    plain = _session(models.plain, 1)
+    plain = cpu_session(models.plain, 1)
     meta = read_model_meta(plain, models.plain)
     info = probe_video(video)
     plan = plan_clip_pairs(0.0, info.duration_s - 1.0 / info.fps, meta.sampling, clips)
@@ -173,7 +175,7 @@ def _request(models: BenchModels, video: Path, clips: int = CLIPS, crops: int = 
     app, mot = network_inputs(appearance, motion, meta, crops)
     feeds = {}
     for path in (models.exact, models.shared):  # the branch-shared graph takes the shared feeds
-        graph = read_graph_info(_session(path, 1), path)
+        graph = read_graph_info(cpu_session(path, 1), path)
         assert graph is not None
         feeds[graph.crops] = frame_feeds(decoded.frames, decoded.times, plan, graph, crops)
     return Request(decoded.frames, decoded.times, plan, app, mot, feeds), meta
@@ -215,10 +217,10 @@ def section_engines(config: BenchConfig, models: BenchModels, results: dict[str,
     from model.frames_graph import GraphInfo, frame_feeds
 
     request, meta = _request(models, bench_video(config.cache, CLIP))
-    plain = _session(models.plain, config.threads)
-    exact = _session(models.exact, config.threads)
-    shared = _session(models.shared, config.threads)
-    branch = _session(models.shared_branch, config.threads)
+    plain = cpu_session(models.plain, config.threads)
+    exact = cpu_session(models.exact, config.threads)
+    shared = cpu_session(models.shared, config.threads)
+    branch = cpu_session(models.shared_branch, config.threads)
     torch.set_num_threads(config.threads)
     network = fold_batchnorm(build_model_from_checkpoint(models.checkpoint)[0]).eval()
     app_t, mot_t = torch.from_numpy(request.appearance), torch.from_numpy(request.motion)
@@ -326,7 +328,7 @@ def section_profile(config: BenchConfig, models: BenchModels, results: dict[str,
             ("shared_trunk", models.shared, request.feeds["shared"], flops["shared_conv"]),
             ("shared_branch", models.shared_branch, request.feeds["shared"], flops["branch_conv"]),
         ):
-            session = _session(path, config.threads, profile=Path(tmp) / name)
+            session = cpu_session(path, config.threads, profile=Path(tmp) / name)
             ops = profile_ops(session, feeds, config.repeats)
             conv_ms = sum(ms for op, ms in ops.items() if "Conv" in op)
             total_ms = sum(ops.values())
@@ -397,7 +399,7 @@ def section_decode(config: BenchConfig, models: BenchModels, results: dict[str, 
     from service.engine import read_model_meta
     from service.video.decode import VideoLimits, decode_video, probe_video
 
-    meta = read_model_meta(_session(models.plain, 1), models.plain)
+    meta = read_model_meta(cpu_session(models.plain, 1), models.plain)
     limits = VideoLimits(max_duration_s=3600.0, max_frames=1_000_000)
     details: dict[str, Any] = {}
 
@@ -463,7 +465,7 @@ def section_ort(config: BenchConfig, models: BenchModels, results: dict[str, Any
         ("shared_branch", models.shared_branch, request.feeds["shared"]),
     ):
         sessions = {
-            variant: _session(path, config.threads, **options) for variant, options in variants.items()
+            variant: cpu_session(path, config.threads, **options) for variant, options in variants.items()
         }
         times = interleaved(
             {variant: (lambda s=session, f=feeds: s.run(None, f)) for variant, session in sessions.items()},
