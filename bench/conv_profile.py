@@ -23,7 +23,7 @@ import onnxruntime as ort
 import torch
 
 from bench.core import random_plain_feeds, sgemm_peak
-from bench.runner import cpu_session
+from bench.runner import cpu_session, measured_kernels
 from model.checkpoint import build_model_from_checkpoint
 from model.network import layer_summary
 
@@ -56,18 +56,15 @@ def conv_kernel_ms(
     must have profiling on; the warm-up's one-off work, such as reordering weights, is left out)."""
     for _ in range(runs + 1):
         session.run(None, feeds)
-    events = json.loads(Path(session.end_profiling()).read_text())
-    warm_up_end = min(event["ts"] + event["dur"] for event in events if event.get("name") == "model_run")
+    kernels, measured = measured_kernels(json.loads(Path(session.end_profiling()).read_text()))
     totals: dict[str, float] = defaultdict(float)
-    for event in events:
-        if event.get("cat") != "Node" or event["args"].get("op_name") != "Conv":
-            continue
-        if not event["name"].endswith("_kernel_time") or event["ts"] < warm_up_end:
+    for event in kernels:
+        if event["args"].get("op_name") != "Conv":
             continue
         layer = layer_of(event["name"])
         if layer is None:
             raise ValueError(f"a Conv kernel of no known layer: {event['name']}")
-        totals[layer] += event["dur"] / 1000.0 / runs
+        totals[layer] += event["dur"] / 1000.0 / measured
     return dict(totals)
 
 

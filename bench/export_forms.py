@@ -12,7 +12,7 @@ exporting, alone and together (the default):
     python -m bench.export_forms --checkpoint runs/x/best.pt --rows 18
 
 Prints each form's median run time and spread, its speed against "as trained" per interleaved round, the
-TCL convs' and Concat kernels' time (ORT profiler) and the max |dp| between the forms.
+TCL convs' and Concat kernels' time (ORT profiler, warm-up run left out) and the max |dp| between the forms.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.core import interleaved, random_plain_feeds
-from bench.runner import cpu_session
+from bench.runner import cpu_session, measured_kernels
 from model.checkpoint import build_model_from_checkpoint
 from model.export import fold_batchnorm, onnx_graph
 from model.meta import PROBS_OUTPUT
@@ -43,12 +43,11 @@ FORMS = {
 }
 
 
-def _kernel_ms(profile: Path, runs: int) -> dict[str, float]:
-    """Kernel milliseconds per run of the TCL's convs and of the Concat nodes, from an ORT profile."""
+def _kernel_ms(profile: Path) -> dict[str, float]:
+    """Kernel milliseconds per run (warm-up left out) of the TCL's convs and of the Concat nodes."""
     totals = {"tcl": 0.0, "concat": 0.0}
-    for event in json.loads(profile.read_text()):
-        if event.get("cat") != "Node" or not event["name"].endswith("_kernel_time"):
-            continue
+    kernels, runs = measured_kernels(json.loads(profile.read_text()))
+    for event in kernels:
         op = event["args"].get("op_name")
         if op == "Conv" and "branches." in event["name"]:  # the TCL's (fused) convs in every form
             totals["tcl"] += event["dur"]
@@ -88,9 +87,7 @@ def main(argv: list[str] | None = None) -> None:
             args.repeats,
             warmup=0,
         )
-        kernels = {
-            name: _kernel_ms(Path(s.end_profiling()), args.repeats + 1) for name, s in sessions.items()
-        }
+        kernels = {name: _kernel_ms(Path(s.end_profiling())) for name, s in sessions.items()}
     print(f"{args.checkpoint} ({meta.name} {meta.version}), {args.rows} rows, {args.threads} threads")
     baseline = times[AS_TRAINED]
     for name, values in times.items():

@@ -294,23 +294,31 @@ def profile_ops(session: Any, feeds: dict[str, Any], runs: int) -> dict[str, flo
     return summarise_profile(events)
 
 
-def summarise_profile(events: list[dict[str, Any]]) -> dict[str, float]:
-    """Kernel time per op type, ms per model run, over every run after the first (ORT profile JSON)."""
+def measured_kernels(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """(kernel events of every model run after the first, the number of those runs) of an ORT profile:
+    the warm-up run's one-off work (such as reordering weights) is left out."""
     model_runs = sorted(
         (event["ts"], event["ts"] + event["dur"]) for event in events if event.get("name") == "model_run"
     )
     if len(model_runs) < 2:
         raise ValueError("the profile needs at least two model runs (the first is the warm-up)")
     after = model_runs[0][1]
+    kernels = [
+        event
+        for event in events
+        if event.get("cat") == "Node"
+        and event.get("name", "").endswith("_kernel_time")
+        and event["ts"] >= after
+    ]
+    return kernels, len(model_runs) - 1
+
+
+def summarise_profile(events: list[dict[str, Any]]) -> dict[str, float]:
+    """Kernel time per op type, ms per model run, over every run after the first (ORT profile JSON)."""
+    kernels, runs = measured_kernels(events)
     by_op: collections.Counter[str] = collections.Counter()
-    for event in events:
-        if (
-            event.get("cat") == "Node"
-            and event.get("name", "").endswith("_kernel_time")
-            and event["ts"] >= after
-        ):
-            by_op[event["args"]["op_name"]] += event["dur"]
-    runs = len(model_runs) - 1
+    for event in kernels:
+        by_op[event["args"]["op_name"]] += event["dur"]
     return {op: us / runs / 1000.0 for op, us in by_op.most_common()}
 
 
