@@ -68,7 +68,8 @@ def random_square(
     return CropBox(top=top, left=left, flip=flip), side
 
 
-def _single_clip_plan(start_s: float, meta: ModelMeta) -> ClipPlan:
+def single_clip_plan(start_s: float, meta: ModelMeta) -> ClipPlan:
+    """The ClipPlan of one clip pair starting at `start_s` seconds."""
     clip_times, diff_times = clip_pair_times(start_s, meta.sampling)
     return ClipPlan(starts=np.array([start_s]), clip_times=clip_times[None], diff_times=diff_times[None])
 
@@ -103,7 +104,7 @@ def training_pair(
     position = int(rng.integers(0, meta.sampling.clip_length))
     box, side = random_square(frames.shape[1], frames.shape[2], rng, config)
     square = frames[:, box.top : box.top + side, box.left : box.left + side]  # (F, s, s, 3) view
-    appearance, motion = gather_clip_pairs(square, times, _single_clip_plan(start, meta), position)
+    appearance, motion = gather_clip_pairs(square, times, single_clip_plan(start, meta), position)
     if box.flip:
         appearance = appearance[:, :, ::-1]
         motion = motion[:, :, :, ::-1]

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from model.augment import single_clip_plan
 from model.checkpoint import build_model_from_checkpoint, load_checkpoint, save_checkpoint
-from model.clips import ClipPlan, clip_pair_times, gather_clip_pairs, network_inputs
+from model.clips import gather_clip_pairs, network_inputs
 from model.datasets import load_dataset
 from model.fastpaths import SharedTrunkGraph, graph_info
 from model.frame_cache import build_frame_cache
@@ -40,7 +41,6 @@ from model.frames_graph import (
     VIEWS_INPUT,
     frame_feeds,
 )
-from model.meta import ModelMeta
 
 logger = logging.getLogger("finetune_shared")
 CROPS = 18
@@ -53,11 +53,6 @@ SHARED_INPUTS = (
     CROP_INDEX_INPUT,
     VIEWS_INPUT,
 )
-
-
-def one_clip_plan(start_s: float, meta: ModelMeta) -> ClipPlan:
-    clip_times, diff_times = clip_pair_times(start_s, meta.sampling)
-    return ClipPlan(starts=np.array([start_s]), clip_times=clip_times[None], diff_times=diff_times[None])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -99,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         for index in rng.choice(len(videos), size=args.batch, replace=False):
             entry, label = videos[int(index)]
             frames, times = entry.frames(), entry.times
-            plan = one_clip_plan(float(rng.uniform(0.0, max(0.0, entry.duration_s - span))), meta)
+            plan = single_clip_plan(float(rng.uniform(0.0, max(0.0, entry.duration_s - span))), meta)
             appearance, motion = gather_clip_pairs(frames, times, plan)
             app, mot = network_inputs(appearance, motion, meta, CROPS)  # (18, 3, c, c), (18, T, 3, c, c)
             exact_logits = network(torch.from_numpy(app), torch.from_numpy(mot))  # (18, N)
