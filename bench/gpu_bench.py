@@ -335,9 +335,9 @@ def _preset_graph_path(tmp: Path, preset: str, precision: str) -> Path:
 def _service_pipeline(plain: Path, video: Path, args: Any, budget_left: Any, save: Any) -> dict[str, Any]:
     """The service's data plane, `service.pipeline.Pipeline.predict_file` (probe, decode, preprocess,
     infer, fuse; 5 clips x 18 crops, SCI) on one video at a time, for the preset's plain fp32 graph
-    `plain`, the shipped model and their frames graphs (preprocessing in the graph; shared trunk):
-    per-stage and total medians in ms."""
-    from model.fastpaths import export_exact_graph, export_trunk_graph
+    `plain`, the shipped model and their frames graphs (preprocessing in the graph; shared trunk to the
+    lower SCL and to the branch convs): per-stage and total medians in ms."""
+    from model.fastpaths import export_exact_graph
     from service.engine import Engine
     from service.pipeline import Pipeline, PredictOptions
     from service.video.decode import VideoLimits
@@ -354,9 +354,8 @@ def _service_pipeline(plain: Path, video: Path, args: Any, budget_left: Any, sav
         builders["shipped frames graph"] = lambda: (
             export_exact_graph(shipped, tmp / "shipped.frames.onnx").onnx_path
         )
-        builders["shipped shared trunk"] = lambda: (
-            export_trunk_graph(shipped.with_suffix(".pt"), tmp / "shipped.trunk.onnx").onnx_path
-        )
+        for share in ("lower", "branch"):
+            builders[f"shipped shared {share}"] = functools.partial(_trunk_graph_path, shipped, tmp, share)
     results: dict[str, Any] = {}
     for name, build in builders.items():
         if not budget_left():
@@ -382,6 +381,14 @@ def _service_pipeline(plain: Path, video: Path, args: Any, budget_left: Any, sav
         save()
         print(f"service pipeline {name}: {results[name]}", flush=True)
     return results
+
+
+def _trunk_graph_path(shipped: Path, tmp: Path, share: str) -> Path:
+    """The shipped model's shared-trunk frames graph, whole-frame work up to `share` ("lower", "branch")."""
+    from model.fastpaths import export_trunk_graph
+
+    out = tmp / f"shipped.{share}.onnx"
+    return export_trunk_graph(shipped.with_suffix(".pt"), out, share=share).onnx_path
 
 
 def _inputs_for(meta: Any, app: Any, mot: Any) -> tuple[Any, Any]:
