@@ -15,11 +15,13 @@ Run on the CPU with `--device cpu --videos-per-class 2 --steps 2` to check the s
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import sys
 import time
 from pathlib import Path
 
+logger = logging.getLogger("train_on_gpu")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "direction_of_time"))
 
 # (folder, seed, videos per class): the card's train split, then train-plus's two extra seeds, then two more
@@ -41,6 +43,7 @@ def main() -> int:
     parser.add_argument("--videos-per-class", type=int, default=None, help="override (script checks)")
     parser.add_argument("--steps", type=int, default=None, help="stop after this many steps (checks)")
     args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
 
     import train_plus
 
@@ -53,7 +56,7 @@ def main() -> int:
         if not (data / folder / "ucfTrainTestlist" / "trainlist01.txt").is_file():
             count = args.videos_per_class or per_class
             generate_dataset(data / folder, videos_per_class=count, seed=seed, workers=args.workers + 2)
-        print(f"{folder}: ready at {time.monotonic() - started:.0f} s", flush=True)
+        logger.info("%s: ready at %.0f s", folder, time.monotonic() - started)
     plus = data / "train-plus2"
     if not plus.is_dir():
         train_plus.main(plus, [data / folder for folder, _, _ in FOLDERS])
@@ -83,8 +86,7 @@ def main() -> int:
         progress=False,
     )
     result = train(config)
-    print(f"training done at {time.monotonic() - started:.0f} s: {result.completed=} {result.epoch=} "
-          f"{result.best_val_accuracy=}", flush=True)  # fmt: skip
+    logger.info("trained at %.0f s: %s", time.monotonic() - started, result)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for name in ("best.pt", "log.jsonl"):
         if (run / name).is_file():
