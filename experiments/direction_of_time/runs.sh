@@ -102,5 +102,23 @@ fstcn export --checkpoint runs/r25-shared/best.pt --out /tmp/r25/fstcn-small.onn
 fstcn evaluate --model /tmp/r25/fstcn-small.onnx --data data/synth/test --out runs/eval-r25
 # r26 (not shipped): 12 more minutes from r25 with the KL term weighted 10; agreement over all 400 test videos
 python experiments/agreement/finetune_shared.py runs/r25-shared/best.pt runs/r26-consistency/best.pt --data data/synth/train-plus --cache-dir data/cache --minutes 12 --consistency 10 --seed 1
+# (the version string of this scratch export is not the shipped synth-r6, which is r28 below)
 fstcn export --checkpoint runs/r26-consistency/best.pt --out /tmp/r26/fstcn-small.onnx --name fstcn-small --version synth-r6
 fstcn bench --sections agreement --model /tmp/r26/fstcn-small.onnx --data data/synth/test --max-videos 400 --cache .cache/bench-r6 --checkpoint runs/r26-consistency/best.pt
+
+# ---- fifth session: on a lent H100 (the data generated there; experiments/gpu_train/train_on_gpu.py has
+# the two commands), then the selection set here, the four candidates on it, and one test evaluation
+#   r27: train_on_gpu.py runs/r25-shared/best.pt $OUT --work /tmp/gpu-train --minutes 5 --epochs 14
+#   r28: train_on_gpu.py /tmp/gpu-train/run/last.pt $OUT --work /tmp/gpu-train --run run2 --minutes 3.4 \
+#        --epochs 50 --lr 2e-4 --seed 28 --val-clips 5          (copied back to runs/r27-gpu, runs/r28-gpu)
+fstcn synth --out data/synth/select-s7 --videos-per-class 40 --seed 7 --split test --workers 2
+for c in r25-shared/best r27-gpu/last r28-gpu/best r28-gpu/last; do
+    n=$(echo $c | tr / -)
+    fstcn export --checkpoint runs/$c.pt --out /tmp/sel/$n/fstcn-small.onnx --name fstcn-small --version $n
+    fstcn evaluate --model /tmp/sel/$n/fstcn-small.onnx --data data/synth/select-s7 --out runs/select-s7/$n
+done
+# synth-r6 = r28's last epoch (97.75% on select-s7); its one test evaluation (first of the same weights
+# exported to /tmp/r28 without --video: runs/eval-r28, identical), then its agreement
+fstcn export --checkpoint runs/r28-gpu/last.pt --out models/fstcn-small.onnx --name fstcn-small --version synth-r6 --video data/synth/test/wave/v_wave_g01_c01.mp4
+fstcn evaluate --model models/fstcn-small.onnx --data data/synth/test --out runs/eval-r28-shipped
+fstcn bench --sections agreement --data data/synth/test --max-videos 400 --cache .cache/bench-r6 --checkpoint runs/r28-gpu/last.pt --out .cache/bench-r6/agreement400.json
