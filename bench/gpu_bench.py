@@ -385,10 +385,11 @@ def _service_pipeline(plain: Path, video: Path, args: Any, budget_left: Any, sav
 
 def _trunk_graph_path(shipped: Path, tmp: Path, share: str) -> Path:
     """The shipped model's shared-trunk frames graph, whole-frame work up to `share` ("lower", "branch")."""
-    from model.fastpaths import export_trunk_graph
+    from model.fastpaths import calibration_beside, export_trunk_graph
 
     out = tmp / f"shipped.{share}.onnx"
-    return export_trunk_graph(shipped.with_suffix(".pt"), out, share=share).onnx_path
+    calibration = calibration_beside(shipped)
+    return export_trunk_graph(shipped.with_suffix(".pt"), out, share=share, calibration=calibration).onnx_path
 
 
 def _inputs_for(meta: Any, app: Any, mot: Any) -> tuple[Any, Any]:

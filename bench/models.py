@@ -2,7 +2,8 @@
 
 With a model (default `models/fstcn-small.onnx`) the fast graphs are its sidecars NAME.frames.onnx and
 NAME.trunk.onnx when they exist, else they are exported into the bench cache from the model's checkpoint
-twin NAME.pt (or `--checkpoint`). Without a model file a randomly initialised `small` network is
+twin NAME.pt (or `--checkpoint`), with the border calibration NAME.border.npz beside the model when there
+is one (`model.border_calibration`). Without a model file a randomly initialised `small` network is
 exported into the cache: speed does not depend on the weights (agreement does: it needs a trained model).
 """
 
@@ -28,7 +29,8 @@ class BenchModels:
 
 
 def prepare_models(model: Path | None, checkpoint: Path | None, cache: Path) -> BenchModels:
-    from model.fastpaths import export_exact_graph, export_trunk_graph, frames_graph_paths
+    from model.border_calibration import calibration_path
+    from model.fastpaths import calibration_beside, export_exact_graph, export_trunk_graph, frames_graph_paths
 
     trained = True
     if model is None:
@@ -46,18 +48,20 @@ def prepare_models(model: Path | None, checkpoint: Path | None, cache: Path) -> 
     if not _fresh(exact, model):
         logger.info("exporting the exact frames graph of %s to %s", model, exact)
         export_exact_graph(model, exact)
-    if not _fresh(shared, checkpoint):
+    calibration = calibration_beside(model)
+    sources = [checkpoint, calibration_path(model)] if calibration is not None else [checkpoint]
+    if not _fresh(shared, *sources):
         logger.info("exporting the shared-trunk graph of %s to %s", checkpoint, shared)
-        export_trunk_graph(checkpoint, shared)
+        export_trunk_graph(checkpoint, shared, calibration=calibration)
     branch = cache / "models" / f"{model.stem}.trunk-branch.onnx"
-    if not _fresh(branch, checkpoint):
+    if not _fresh(branch, *sources):
         logger.info("exporting the shared-trunk (branch) graph of %s to %s", checkpoint, branch)
-        export_trunk_graph(checkpoint, branch, share="branch")
+        export_trunk_graph(checkpoint, branch, share="branch", calibration=calibration)
     return BenchModels(model, exact, shared, branch, checkpoint, trained)
 
 
-def _fresh(path: Path, source: Path) -> bool:
-    return path.is_file() and path.stat().st_mtime >= source.stat().st_mtime
+def _fresh(path: Path, *sources: Path) -> bool:
+    return path.is_file() and all(path.stat().st_mtime >= source.stat().st_mtime for source in sources)
 
 
 def _random_small(root: Path) -> tuple[Path, Path]:

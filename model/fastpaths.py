@@ -36,6 +36,7 @@ import onnx
 import torch
 from torch import Tensor, nn
 
+from model.border_calibration import BorderCalibration, WindowCalibration, calibration_path
 from model.checkpoint import build_model_from_checkpoint, load_checkpoint, model_meta
 from model.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
 from model.export import (
@@ -67,11 +68,11 @@ OPSET = 17
 SHARE_DEPTHS = ("lower", "branch")
 
 
-def graph_info(network: FstCN, crops: str, share: str = "lower") -> GraphInfo:
+def graph_info(network: FstCN, crops: str, share: str = "lower", *, calibrated: bool = False) -> GraphInfo:
     """The `GraphInfo` of `network`'s lower SCL for crop mode `crops`."""
     config = network.config
     trunk = trunk_layers(config.lower_kernels, config.lower_strides, config.pool_kernel, config.pool_stride)
-    return GraphInfo(crops=crops, crop_size=config.crop_size, trunk=trunk, share=share)
+    return GraphInfo(crops=crops, crop_size=config.crop_size, trunk=trunk, share=share, calibrated=calibrated)
 
 
 class _FramesGraph(nn.Module):
@@ -114,14 +115,28 @@ class SharedTrunkGraph(_FramesGraph):
     share="lower": the lower SCL runs on whole frames, everything above it per crop window.
     share="branch": each path's branch conv (Conv(3, 1), stride 1: windows stay aligned) runs on the
     whole maps too; only its Pool(3, 3) and the layers above run per window.
+    calibration: `scale * window + shift` on each cut window (`model.border_calibration`), or none.
     """
 
-    def __init__(self, network: FstCN, meta: ModelMeta, share: str = "lower") -> None:
+    def __init__(
+        self,
+        network: FstCN,
+        meta: ModelMeta,
+        share: str = "lower",
+        calibration: WindowCalibration | None = None,
+    ) -> None:
         super().__init__(network, meta)
         if share not in SHARE_DEPTHS:
             raise ValueError(f"share must be one of {SHARE_DEPTHS}, got {share!r}")
         self.side = network.config.lower_size
         self.share = share
+        self.calibrated = calibration is not None
+        if calibration is not None:
+            if calibration.share != share:
+                raise ValueError(f"a calibration of the {calibration.share!r} cut for share={share!r}")
+            for path in ("spatial", "temporal"):  # (C, s, s): broadcast over the windows (N, C, s, s)
+                self.register_buffer(f"{path}_scale", torch.from_numpy(calibration.scale[path]))
+                self.register_buffer(f"{path}_shift", torch.from_numpy(calibration.shift[path]))
 
     def forward(
         self,
@@ -132,6 +147,35 @@ class SharedTrunkGraph(_FramesGraph):
         crop_index: Tensor,
         views: Tensor,
     ) -> Tensor:
+        spatial_in, temporal_in = self.cut_windows(
+            frames, appearance_index, clip_index, diff_index, crop_index, views
+        )
+        if self.calibrated:
+            spatial_in = spatial_in * self.spatial_scale + self.spatial_shift
+            temporal_in = temporal_in * self.temporal_scale + self.temporal_shift
+        net = self.network
+        assert net.spatial is not None and net.temporal is not None
+        if self.share == "branch":
+            spatial = net.spatial.fc(torch.flatten(net.spatial.branch.pool(spatial_in), 1))
+            temporal = net.temporal.branch.pool(temporal_in)  # (M*K*T, C', h, w)
+            temporal = net.temporal.above_branch(temporal)  # T-P, TCL, FC: (M*K, F)
+        else:
+            spatial, temporal = net.spatial(spatial_in), net.temporal(temporal_in)
+        fused = net.fusion(torch.cat([spatial, temporal], dim=1))
+        return torch.softmax(net.classifier(fused), dim=1)
+
+    def cut_windows(
+        self,
+        frames: Tensor,
+        appearance_index: Tensor,
+        clip_index: Tensor,
+        diff_index: Tensor,
+        crop_index: Tensor,
+        views: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        """The whole-frame layers and the windows cut from their maps: spatial (M*K, C, s, s), rows
+        (M, K); temporal (M*K*T, C, s, s), rows (M, K, T). C is the lower SCL's width, or the branch
+        convs' with share="branch"."""
         t = self.clip_length
         num_clips = appearance_index.shape[0]
         num_views = views.shape[0]
@@ -153,14 +197,7 @@ class SharedTrunkGraph(_FramesGraph):
             mot_maps = net.temporal.branch.conv(mot_maps)  # (V*M*T, C', fh, fw)
         spatial_in = self._windows(app_maps, num_clips, 1, crop_index)  # (M*K, C, s, s)
         temporal_in = self._windows(mot_maps, num_clips, t, crop_index)  # (M*K*T, C, s, s)
-        if self.share == "branch":
-            spatial = net.spatial.fc(torch.flatten(net.spatial.branch.pool(spatial_in), 1))
-            temporal = net.temporal.branch.pool(temporal_in)  # (M*K*T, C', h, w)
-            temporal = net.temporal.above_branch(temporal)  # T-P, TCL, FC: (M*K, F)
-        else:
-            spatial, temporal = net.spatial(spatial_in), net.temporal(temporal_in)
-        fused = net.fusion(torch.cat([spatial, temporal], dim=1))
-        return torch.softmax(net.classifier(fused), dim=1)
+        return spatial_in, temporal_in
 
     def _windows(self, maps: Tensor, outer: int, inner: int, crop_index: Tensor) -> Tensor:
         """maps (V*outer*inner, C, fh, fw), view-major -> the K crop windows (outer*K*inner, C, s, s).
@@ -388,17 +425,20 @@ def export_trunk_graph(
     name: str | None = None,
     version: str | None = None,
     share: str = "lower",
+    calibration: BorderCalibration | None = None,
     seed: int = 0,
 ) -> FramesExportResult:
     """Write the verified shared-trunk frames graph of `checkpoint` to `out` (see the module doc);
-    `share` is how deep the whole-frame computation goes ("lower" SCL, or up to the "branch" convs)."""
+    `share` is how deep the whole-frame computation goes ("lower" SCL, or up to the "branch" convs);
+    `calibration` (fitted on this checkpoint's weights) adds its border calibration of that cut."""
     out = _check_out(out)
     if not isinstance(checkpoint, dict):
         checkpoint = load_checkpoint(checkpoint)
     network, _ = build_model_from_checkpoint(checkpoint)
     meta = model_meta(checkpoint, name=name, version=version)
-    info = graph_info(network, "shared", share)
-    graph = SharedTrunkGraph(fold_batchnorm(network), meta, share).eval()
+    cut = calibration.cuts[share] if calibration is not None else None
+    info = graph_info(network, "shared", share, calibrated=cut is not None)
+    graph = SharedTrunkGraph(fold_batchnorm(network), meta, share, cut).eval()
     onnx_model = _trace(graph, meta, info)
     onnx_model.metadata_props.add(key=META_KEY, value=meta.to_json())
     onnx_model.metadata_props.add(key=GRAPH_KEY, value=info.to_json())
@@ -420,16 +460,28 @@ def export_fast_graphs(
 ) -> dict[str, FramesExportResult]:
     """Both fast graphs beside the plain model `models/NAME.onnx`: NAME.frames.onnx and NAME.trunk.onnx.
 
-    The shared-trunk graph takes its weights from `checkpoint` (e.g. the NAME.pt twin of the export).
+    The shared-trunk graph takes its weights from `checkpoint` (e.g. the NAME.pt twin of the export) and
+    the border calibration in NAME.border.npz when there is one (`model.border_calibration`).
     """
     paths = frames_graph_paths(plain_path)
     plain_meta = _plain_meta(onnx.load(str(plain_path), load_external_data=False))
     return {
         "exact": export_exact_graph(plain_path, paths["exact"]),
         "shared": export_trunk_graph(
-            checkpoint, paths["shared"], name=plain_meta.name, version=plain_meta.version, share=share
+            checkpoint,
+            paths["shared"],
+            name=plain_meta.name,
+            version=plain_meta.version,
+            share=share,
+            calibration=calibration_beside(plain_path),
         ),
     }
+
+
+def calibration_beside(model_path: str | Path) -> BorderCalibration | None:
+    """The border calibration of models/NAME.onnx (models/NAME.border.npz), or None without one."""
+    path = calibration_path(model_path)
+    return BorderCalibration.load(path) if path.is_file() else None
 
 
 # -------------------------------------------------------------------------------------------- helpers

@@ -25,6 +25,8 @@ Two crop modes (`GraphInfo.crops`):
   grid coincides with the frame's; the windows differ from exact crops near crop borders (they see the
   frame around the crop instead of zero padding) and by the snap, so this mode approximates.
   `share="branch"` also runs each path's stride-1 branch conv on the whole maps (same window grid).
+  `calibrated`: the windows pass through a per-element affine map fitted to exact crops
+  (`model.border_calibration`), which narrows the border difference.
 
 The index arrays are built here, on the host, from `model.clips` (the one sampling and crop-box
 implementation). Metadata: `fstcn` (the usual `ModelMeta` JSON) and `fstcn_graph` (`GraphInfo` JSON).
@@ -88,6 +90,7 @@ class GraphInfo:
     crop_size: int
     trunk: tuple[TrunkLayer, ...] = ()  # the lower SCL's convs and pools ("shared" only)
     share: str = "lower"  # "shared": whole-frame layers: the lower SCL, or up to the branch convs
+    calibrated: bool = False  # "shared": the cut windows go through a border calibration
     format_version: int = GRAPH_FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -97,6 +100,8 @@ class GraphInfo:
             raise ValueError(f"crop_size must be >= 1, got {self.crop_size}")
         if self.share not in SHARE_DEPTHS:
             raise ValueError(f"share must be one of {SHARE_DEPTHS}, got {self.share!r}")
+        if self.calibrated and self.crops != "shared":
+            raise ValueError("only a shared-trunk graph has a border calibration")
         if self.crops == "shared" and not self.trunk:
             raise ValueError("a shared-trunk graph needs its trunk's layers")
         if self.feature_size(self.crop_size) < 1:
@@ -134,6 +139,7 @@ class GraphInfo:
                 crop_size=int(raw["crop_size"]),
                 trunk=tuple(TrunkLayer(**layer) for layer in raw["trunk"]),
                 share=str(raw.get("share", "lower")),
+                calibrated=bool(raw.get("calibrated", False)),
             )
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise ValueError(f"malformed {GRAPH_KEY} metadata: {error!r}") from None

@@ -36,9 +36,24 @@ def command(
     write_checkpoint: Annotated[
         bool, typer.Option("--write-checkpoint/--no-write-checkpoint", help="Also write NAME.pt beside it.")
     ] = True,
+    calibrate_shared: Annotated[
+        Path | None,
+        typer.Option(
+            "--calibrate-shared",
+            help="Folder of training videos: fit the shared trunk's border calibration on them and write "
+            "NAME.border.npz beside the ONNX file (used by the shared-trunk fast graphs).",
+        ),
+    ] = None,
+    calibration_videos: Annotated[
+        int,
+        typer.Option(
+            "--calibration-videos", help="Videos for --calibrate-shared (spread over classes).", min=1
+        ),
+    ] = 200,
 ) -> None:
     """Export a checkpoint to ONNX (softmax probs, dynamic batch, metadata key "fstcn"), verify it with
-    ONNX Runtime against PyTorch (max |dp| <= 1e-4, fp16: 1e-2) and write NAME.pt (fp16 weights) beside it."""
+    ONNX Runtime against PyTorch (max |dp| <= 1e-4, fp16: 1e-2) and write NAME.pt (fp16 weights) beside it.
+    With --calibrate-shared, also fit the shared trunk's border calibration (NAME.border.npz)."""
     import logging
 
     from rich.console import Console
@@ -86,3 +101,31 @@ def command(
     if result.checkpoint_path is not None:
         size = result.checkpoint_path.stat().st_size / 1e6
         console.print(f"  checkpoint for explain/tsne: {result.checkpoint_path} ({size:.2f} MB)")
+    if calibrate_shared is not None:
+        from model.border_calibration import calibration_path, fit_border_calibration, training_videos
+        from model.checkpoint import build_model_from_checkpoint
+        from model.export import fold_batchnorm
+
+        try:
+            videos = training_videos(calibrate_shared, calibration_videos)
+        except ValueError as error:
+            console.print(f"[bold red]error[/]: {error}")
+            raise typer.Exit(code=2) from error
+        network, _ = build_model_from_checkpoint(ckpt)
+        with console.status(f"border calibration on {len(videos)} videos of {calibrate_shared}") as status:
+            calibration = fit_border_calibration(
+                fold_batchnorm(network),
+                meta,
+                videos,
+                data=str(calibrate_shared),
+                progress=lambda done, total: status.update(f"border calibration: {done}/{total} videos"),
+            )
+        path = calibration.save(calibration_path(result.onnx_path))
+        for share, cut in calibration.cuts.items():
+            fits = ", ".join(
+                f"{p} {cut.mse_before[p]:.4f} -> {cut.mse_after[p]:.4f}" for p in ("spatial", "temporal")
+            )
+            console.print(
+                f"  border calibration ({share} cut), mean squared difference to exact crops: {fits}"
+            )
+        console.print(f"  border calibration: {path}")

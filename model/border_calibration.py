@@ -1,0 +1,264 @@
+"""Border calibration of the shared trunk: an affine map on each cut window that brings it closer to
+what exact crops compute.
+
+A window of the shared trunk (`model.fastpaths.SharedTrunkGraph`) is cut from feature maps computed on
+the whole frame, so near its edges it has seen the frame around the crop; an exact crop's convs saw zero
+padding there. The difference is largest on the window's outer ring. For each path (spatial: appearance
+frames; temporal: V_diff frames) and each element (channel, row, column) of the s x s window, this
+module fits on training videos the least-squares line
+
+    exact ~ scale * shared + shift
+
+where `exact` is the same layer's output for the exact crop at the window's snapped offset (so the fit
+sees the border effect only, not the snap) and `shared` the cut window. The shared-trunk export applies
+it as one Mul and one Add per window (`export_trunk_graph(..., calibration=...)`). The cut is after the
+lower SCL (share="lower") or after the paths' branch convs (share="branch"); one pass over the videos
+fits both.
+
+Fit once per trained model: `fstcn export ... --calibrate-shared DATA` writes NAME.border.npz beside
+NAME.onnx, and the fast-graph exports (`fstcn bench --write-fast-graphs`, the bench itself) pick it up.
+Measured effect on the shipped model: docs/performance.md ("Border calibration").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import Tensor
+
+from model.clips import crop_boxes, plan_clip_pairs
+from model.frames_graph import SHARE_DEPTHS, frame_feeds, snapped_offsets
+from model.meta import ModelMeta
+from model.network import FstCN
+
+logger = logging.getLogger(__name__)
+
+PATHS = ("spatial", "temporal")
+CROPS = 18
+FORMAT_VERSION = 1
+VIDEO_SUFFIXES = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg")
+
+
+@dataclass(frozen=True)
+class WindowCalibration:
+    """scale and shift (C, s, s) float32 per path, for one cut (`share`), and how well the lines fit."""
+
+    share: str
+    scale: dict[str, npt.NDArray[np.float32]]
+    shift: dict[str, npt.NDArray[np.float32]]
+    # mean squared difference to the exact crops' values, per path, before and after, on the fit's data
+    mse_before: dict[str, float]
+    mse_after: dict[str, float]
+
+    def __post_init__(self) -> None:
+        if self.share not in SHARE_DEPTHS:
+            raise ValueError(f"share must be one of {SHARE_DEPTHS}, got {self.share!r}")
+        for path in PATHS:
+            if self.scale[path].shape != self.shift[path].shape or self.scale[path].ndim != 3:
+                raise ValueError(f"{path}: scale and shift must both be (C, s, s)")
+
+
+@dataclass(frozen=True)
+class BorderCalibration:
+    """The calibrations of both cuts, fitted on `videos` videos of `data`."""
+
+    cuts: dict[str, WindowCalibration]
+    videos: int
+    data: str
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        arrays: dict[str, npt.NDArray[Any]] = {}
+        for share, cut in self.cuts.items():
+            for name in PATHS:
+                arrays[f"{share}/{name}/scale"] = cut.scale[name]
+                arrays[f"{share}/{name}/shift"] = cut.shift[name]
+        info = {
+            "format_version": FORMAT_VERSION,
+            "videos": self.videos,
+            "data": self.data,
+            "fit": {
+                share: {"mse_before": c.mse_before, "mse_after": c.mse_after}
+                for share, c in self.cuts.items()
+            },
+        }
+        arrays["info"] = np.frombuffer(json.dumps(info).encode(), dtype=np.uint8)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as handle:
+            np.savez(handle, **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> BorderCalibration:
+        with np.load(Path(path), allow_pickle=False) as archive:
+            info = json.loads(archive["info"].tobytes().decode())
+            if info.get("format_version") != FORMAT_VERSION:
+                raise ValueError(
+                    f"{path}: unsupported border calibration format {info.get('format_version')!r}"
+                )
+            cuts = {
+                share: WindowCalibration(
+                    share=share,
+                    scale={name: archive[f"{share}/{name}/scale"].astype(np.float32) for name in PATHS},
+                    shift={name: archive[f"{share}/{name}/shift"].astype(np.float32) for name in PATHS},
+                    mse_before=fit["mse_before"],
+                    mse_after=fit["mse_after"],
+                )
+                for share, fit in info["fit"].items()
+            }
+        return cls(cuts=cuts, videos=int(info["videos"]), data=str(info["data"]))
+
+
+def calibration_path(model_path: str | Path) -> Path:
+    """Where the calibration of models/NAME.onnx lives: models/NAME.border.npz."""
+    model_path = Path(model_path)
+    return model_path.with_name(f"{model_path.stem}.border.npz")
+
+
+class _Moments:
+    """Running sums over samples of shared values s and exact values e, per element (float64)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sums: dict[str, Tensor] = {}
+
+    def add(self, shared: Tensor, exact: Tensor) -> None:
+        """shared, exact (N, C, s, s): N samples of each element."""
+        s, e = shared.double(), exact.double()
+        terms = {"s": s, "e": e, "ss": s * s, "se": s * e, "ee": e * e}
+        for key, value in terms.items():
+            total = value.sum(0)
+            self.sums[key] = self.sums[key] + total if key in self.sums else total
+        self.count += shared.shape[0]
+
+    def fit(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], float, float]:
+        """Least-squares (scale, shift) per element, and the mean squared difference before and after.
+
+        An element that never varies (a channel the ReLU keeps at 0) gets scale 1 and the mean offset."""
+        if self.count < 2:
+            raise ValueError("a calibration needs at least two samples")
+        n, sums = self.count, self.sums
+        mean_s, mean_e = sums["s"] / n, sums["e"] / n
+        var_s = sums["ss"] / n - mean_s**2
+        cov = sums["se"] / n - mean_s * mean_e
+        varies = var_s > 1e-10
+        scale = torch.where(varies, cov / var_s.clamp_min(1e-10), torch.ones_like(var_s))
+        shift = mean_e - scale * mean_s
+        before = (sums["ee"] - 2 * sums["se"] + sums["ss"]) / n
+        var_e = sums["ee"] / n - mean_e**2
+        after = torch.where(varies, var_e - scale * cov, var_e - 2 * cov + var_s)  # residual of the line
+        return (
+            scale.float().numpy(),
+            shift.float().numpy(),
+            float(before.mean()),
+            float(after.clamp_min(0).mean()),
+        )
+
+
+def fit_border_calibration(
+    network: FstCN,
+    meta: ModelMeta,
+    videos: Sequence[str | Path],
+    *,
+    data: str = "",
+    progress: Callable[[int, int], None] | None = None,
+) -> BorderCalibration:
+    """Fit both cuts' calibrations of `network` (eval mode, BatchNorm folded or not) on `videos`
+    (each sampled as the service samples it: M clip pairs x 18 crops)."""
+    from model.fastpaths import SharedTrunkGraph, graph_info  # fastpaths imports this module
+    from service.video.decode import decode_video, probe_video
+
+    if len(videos) < 1:
+        raise ValueError("no videos to calibrate on")
+    network = network.eval()
+    graphs = {share: SharedTrunkGraph(network, meta, share).eval() for share in SHARE_DEPTHS}
+    info = graph_info(network, "shared", "lower")
+    moments = {(share, path): _Moments() for share in SHARE_DEPTHS for path in PATHS}
+    c, t, m = meta.crop_size, meta.sampling.clip_length, meta.sampling.num_clips
+    assert network.spatial is not None and network.temporal is not None
+    with torch.inference_mode():
+        for number, video in enumerate(videos, 1):
+            probe = probe_video(Path(video))
+            plan = plan_clip_pairs(0.0, max(probe.duration_s - 1.0 / probe.fps, 0.0), meta.sampling, m)
+            decoded = decode_video(Path(video), resize_short=meta.resize_short, times=plan.all_times())
+            height, width = decoded.frames.shape[1:3]
+            feeds = frame_feeds(decoded.frames, decoded.times, plan, info, CROPS)
+            inputs = [torch.from_numpy(feeds[name]) for name in info.inputs]
+            frames = graphs["lower"].network_frames(*inputs[:4])  # (M + M*T, 3, H, W)
+            boxes = [
+                (top, left, box.flip)
+                for (top, left), box in zip(
+                    snapped_offsets(height, width, info, CROPS),
+                    crop_boxes(height, width, c, CROPS),
+                    strict=True,
+                )
+            ]
+            appearance, motion = snapped_crops(frames, m, t, boxes, c)
+            exact_lower = {"spatial": network.lower(appearance), "temporal": network.lower(motion)}
+            exact = {
+                "lower": exact_lower,
+                "branch": {
+                    "spatial": network.spatial.branch.conv(exact_lower["spatial"]),
+                    "temporal": network.temporal.branch.conv(exact_lower["temporal"]),
+                },
+            }
+            for share, graph in graphs.items():
+                shared = dict(zip(PATHS, graph.cut_windows(*inputs), strict=True))
+                for path in PATHS:
+                    moments[(share, path)].add(shared[path], exact[share][path])
+            if progress is not None:
+                progress(number, len(videos))
+    cuts = {}
+    for share in SHARE_DEPTHS:
+        fitted = {path: moments[(share, path)].fit() for path in PATHS}
+        cuts[share] = WindowCalibration(
+            share=share,
+            scale={path: fit[0] for path, fit in fitted.items()},
+            shift={path: fit[1] for path, fit in fitted.items()},
+            mse_before={path: fit[2] for path, fit in fitted.items()},
+            mse_after={path: fit[3] for path, fit in fitted.items()},
+        )
+        logger.info(
+            "border calibration (%s): mse %s -> %s", share, cuts[share].mse_before, cuts[share].mse_after
+        )
+    return BorderCalibration(cuts=cuts, videos=len(videos), data=data)
+
+
+def snapped_crops(
+    frames: Tensor, num_clips: int, clip_length: int, boxes: Sequence[tuple[int, int, bool]], crop: int
+) -> tuple[Tensor, Tensor]:
+    """frames (M + M*T, 3, H, W), boxes (top, left in the view, flipped view) -> the crops in the shared
+    trunk's window order: appearance (M*K, 3, c, c) rows (M, K), motion (M*K*T, 3, c, c) rows (M, K, T).
+
+    A snapped window may reach past the frame's bottom or right edge; the frame is padded with zeros
+    there, as the whole-frame convs pad it."""
+    bottom = max(top + crop for top, _, _ in boxes) - frames.shape[2]
+    right = max(left + crop for _, left, _ in boxes) - frames.shape[3]
+    frames = torch.nn.functional.pad(frames, (0, max(right, 0), 0, max(bottom, 0)))
+    views = {False: frames, True: frames.flip(3)}
+    crops = torch.stack(
+        [views[flip][:, :, top : top + crop, left : left + crop] for top, left, flip in boxes], dim=1
+    )  # (n, K, 3, c, c)
+    k, m, t = len(boxes), num_clips, clip_length
+    appearance = crops[:m].reshape(m * k, 3, crop, crop)
+    motion = crops[m:].reshape(m, t, k, 3, crop, crop).transpose(1, 2).reshape(m * k * t, 3, crop, crop)
+    return appearance, motion
+
+
+def training_videos(root: str | Path, limit: int) -> list[Path]:
+    """Up to `limit` videos under `root`, spread evenly over its sorted list (so over all classes)."""
+    videos = sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES)
+    if not videos:
+        raise ValueError(f"no videos under {root}")
+    if limit >= len(videos):
+        return videos
+    step = len(videos) / limit
+    return [videos[int(i * step)] for i in range(limit)]
