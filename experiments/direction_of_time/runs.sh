@@ -120,5 +120,11 @@ done
 # synth-r6 = r28's last epoch (97.75% on select-s7); its one test evaluation (first of the same weights
 # exported to /tmp/r28 without --video: runs/eval-r28, identical), then its agreement
 fstcn export --checkpoint runs/r28-gpu/last.pt --out models/fstcn-small.onnx --name fstcn-small --version synth-r6 --video data/synth/test/wave/v_wave_g01_c01.mp4
+# later (same weights, same ONNX file): the shared trunk's border calibration, models/fstcn-small.border.npz
+fstcn export --checkpoint runs/r28-gpu/last.pt --out models/fstcn-small.onnx --name fstcn-small --version synth-r6 --video data/synth/test/wave/v_wave_g01_c01.mp4 --calibrate-shared data/synth/train
+python experiments/agreement/border_calibration.py runs/r28-gpu/last.pt --calibrate data/synth/train --calibrate-videos 200 --evaluate data/synth/select-s7 --evaluate data/synth/test --out runs/border-calibration-r28.json
+python experiments/agreement/border_linear_study.py runs/r28-gpu/last.pt data/synth/train 200 data/synth/select-s7 runs/border-linear-select.json
 fstcn evaluate --model models/fstcn-small.onnx --data data/synth/test --out runs/eval-r28-shipped
 fstcn bench --sections agreement --data data/synth/test --max-videos 400 --cache .cache/bench-r6 --checkpoint runs/r28-gpu/last.pt --out .cache/bench-r6/agreement400.json
+# with models/fstcn-small.border.npz in place (the bench's trunk graphs pick it up)
+fstcn bench --sections agreement --data data/synth/test --max-videos 400 --cache .cache/bench-r6c --checkpoint runs/r28-gpu/last.pt --out .cache/bench-r6c/agreement400.json
