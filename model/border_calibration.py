@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from model.clips import crop_boxes, plan_clip_pairs
-from model.frames_graph import SHARE_DEPTHS, frame_feeds, snapped_offsets
+from model.frames_graph import SHARE_DEPTHS, GraphInfo, frame_feeds, snapped_offsets
 from model.meta import ModelMeta
 from model.network import FstCN
 
@@ -183,7 +183,6 @@ def fit_border_calibration(
     info = graph_info(network, "shared", "lower")
     moments = {(share, path): _Moments() for share in SHARE_DEPTHS for path in PATHS}
     c, t, m = meta.crop_size, meta.sampling.clip_length, meta.sampling.num_clips
-    assert network.spatial is not None and network.temporal is not None
     with torch.inference_mode():
         for number, video in enumerate(videos, 1):
             probe = probe_video(Path(video))
@@ -193,23 +192,8 @@ def fit_border_calibration(
             feeds = frame_feeds(decoded.frames, decoded.times, plan, info, CROPS)
             inputs = [torch.from_numpy(feeds[name]) for name in info.inputs]
             frames = graphs["lower"].network_frames(*inputs[:4])  # (M + M*T, 3, H, W)
-            boxes = [
-                (top, left, box.flip)
-                for (top, left), box in zip(
-                    snapped_offsets(height, width, info, CROPS),
-                    crop_boxes(height, width, c, CROPS),
-                    strict=True,
-                )
-            ]
-            appearance, motion = snapped_crops(frames, m, t, boxes, c)
-            exact_lower = {"spatial": network.lower(appearance), "temporal": network.lower(motion)}
-            exact = {
-                "lower": exact_lower,
-                "branch": {
-                    "spatial": network.spatial.branch.conv(exact_lower["spatial"]),
-                    "temporal": network.temporal.branch.conv(exact_lower["temporal"]),
-                },
-            }
+            boxes = snapped_boxes(height, width, info, c)
+            exact = exact_cut_values(network, *snapped_crops(frames, m, t, boxes, c))
             for share, graph in graphs.items():
                 shared = dict(zip(PATHS, graph.cut_windows(*inputs), strict=True))
                 for path in PATHS:
@@ -230,6 +214,25 @@ def fit_border_calibration(
             "border calibration (%s): mse %s -> %s", share, cuts[share].mse_before, cuts[share].mse_after
         )
     return BorderCalibration(cuts=cuts, videos=len(videos), data=data)
+
+
+def snapped_boxes(height: int, width: int, info: GraphInfo, crop_size: int) -> list[tuple[int, int, bool]]:
+    """The 18 crops as the shared trunk takes them: (top, left in its view, flipped view)."""
+    offsets = snapped_offsets(height, width, info, CROPS)
+    boxes = crop_boxes(height, width, crop_size, CROPS)
+    return [(top, left, box.flip) for (top, left), box in zip(offsets, boxes, strict=True)]
+
+
+def exact_cut_values(network: FstCN, appearance: Tensor, motion: Tensor) -> dict[str, dict[str, Tensor]]:
+    """The exact crops' values at each cut: share -> path -> (N, C, s, s), from crops in window order
+    (`snapped_crops`): the lower SCL's output, and the branch convs' on top of it."""
+    assert network.spatial is not None and network.temporal is not None
+    lower = {"spatial": network.lower(appearance), "temporal": network.lower(motion)}
+    branch = {
+        "spatial": network.spatial.branch.conv(lower["spatial"]),
+        "temporal": network.temporal.branch.conv(lower["temporal"]),
+    }
+    return {"lower": lower, "branch": branch}
 
 
 def snapped_crops(

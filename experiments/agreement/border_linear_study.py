@@ -20,12 +20,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from model.border_calibration import CROPS, PATHS, fit_border_calibration, snapped_crops, training_videos
+from model.border_calibration import (
+    CROPS,
+    PATHS,
+    exact_cut_values,
+    fit_border_calibration,
+    snapped_boxes,
+    snapped_crops,
+    training_videos,
+)
 from model.checkpoint import build_model_from_checkpoint
 from model.clips import crop_boxes, plan_clip_pairs
 from model.export import fold_batchnorm
 from model.fastpaths import SharedTrunkGraph, graph_info
-from model.frames_graph import SHARE_DEPTHS, frame_feeds, snapped_offsets
+from model.frames_graph import SHARE_DEPTHS, frame_feeds
 from service.fusion import fuse_scores
 from service.video.decode import decode_video, probe_video
 
@@ -56,7 +64,6 @@ def main() -> None:
     torch.set_num_threads(2)
     network, meta = build_model_from_checkpoint(checkpoint)
     network = fold_batchnorm(network).eval()
-    assert network.spatial is not None and network.temporal is not None
     info = graph_info(network, "shared", "lower")
     c, t, m = meta.crop_size, meta.sampling.clip_length, meta.sampling.num_clips
     plain = {share: SharedTrunkGraph(network, meta, share).eval() for share in SHARE_DEPTHS}
@@ -76,20 +83,9 @@ def main() -> None:
         for number, video in enumerate(videos, 1):
             inputs, height, width = prepare(video)
             frames = plain["lower"].network_frames(*inputs[:4])
-            offsets = zip(
-                snapped_offsets(height, width, info, CROPS), crop_boxes(height, width, c, CROPS), strict=True
+            exact = exact_cut_values(
+                network, *snapped_crops(frames, m, t, snapped_boxes(height, width, info, c), c)
             )
-            appearance, motion = snapped_crops(
-                frames, m, t, [(top, left, box.flip) for (top, left), box in offsets], c
-            )
-            lower = {"spatial": network.lower(appearance), "temporal": network.lower(motion)}
-            exact = {
-                "lower": lower,
-                "branch": {
-                    "spatial": network.spatial.branch.conv(lower["spatial"]),
-                    "temporal": network.temporal.branch.conv(lower["temporal"]),
-                },
-            }
             for share, graph in plain.items():
                 for path, windows in zip(PATHS, graph.cut_windows(*inputs), strict=True):
                     n, channels = windows.shape[:2]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -22,22 +21,13 @@ from model.border_calibration import (
     fit_border_calibration,
     training_videos,
 )
-from model.checkpoint import build_model_from_checkpoint, save_checkpoint
+from model.checkpoint import build_model_from_checkpoint
 from model.export import fold_batchnorm
 from model.fastpaths import example_frames, export_trunk_graph
 from model.frames_graph import GRAPH_KEY, GraphInfo, frame_feeds
-from model.network import fstcn
+from tests.bench.tiny import tiny_checkpoint
 
 torch.set_num_threads(1)
-LABELS = ["a", "b", "c", "d"]
-
-
-def _checkpoint(path: Path, **overrides: Any) -> Path:
-    torch.manual_seed(0)
-    model = fstcn(preset="tiny", num_classes=len(LABELS), **overrides).eval()
-    return save_checkpoint(
-        path, model=model, config=model.config, labels=LABELS, sampling=model.config.sampling, epoch=1
-    )
 
 
 def _videos(video_factory: Callable[..., Path]) -> list[Path]:
@@ -97,7 +87,9 @@ def test_fit_lines_windows_up_with_exact_crops(tmp_path: Path, video_factory: Ca
     """With 1x1 convs and non-overlapping pools a window IS its crop's feature map when the offsets fall
     on the stride, so the lower cut sees no border effect: any misordering of clips, crops or frames
     between the windows and the exact crops would show up as a difference here."""
-    checkpoint = _checkpoint(tmp_path / "local.pt", lower_kernels=(1, 1, 1, 1), pool_kernel=2, pool_stride=2)
+    checkpoint = tiny_checkpoint(
+        tmp_path / "local.pt", lower_kernels=(1, 1, 1, 1), pool_kernel=2, pool_stride=2
+    )
     calibration = _fit(checkpoint, _videos(video_factory))
     lower = calibration.cuts["lower"]
     for path in ("spatial", "temporal"):
@@ -109,7 +101,7 @@ def test_fit_lines_windows_up_with_exact_crops(tmp_path: Path, video_factory: Ca
 
 
 def test_calibrated_trunk_graph(tmp_path: Path, video_factory: Callable[..., Path]) -> None:
-    checkpoint = _checkpoint(tmp_path / "tiny.pt")
+    checkpoint = tiny_checkpoint(tmp_path / "tiny.pt")
     calibration = _fit(checkpoint, _videos(video_factory))
     for cut in calibration.cuts.values():
         for path in ("spatial", "temporal"):
@@ -151,7 +143,7 @@ def test_calibrated_trunk_graph(tmp_path: Path, video_factory: Callable[..., Pat
 
 
 def test_export_cli_writes_the_calibration(tmp_path: Path, video_factory: Callable[..., Path]) -> None:
-    checkpoint = _checkpoint(tmp_path / "tiny.pt")
+    checkpoint = tiny_checkpoint(tmp_path / "tiny.pt")
     data = tmp_path / "train"
     for number, video in enumerate(_videos(video_factory)):
         (data / f"class{number}").mkdir(parents=True)

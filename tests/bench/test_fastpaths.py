@@ -13,7 +13,6 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from model.checkpoint import save_checkpoint
 from model.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
 from model.export import export_model
 from model.fastpaths import example_frames, export_fast_graphs, export_trunk_graph, frames_graph_paths
@@ -29,28 +28,14 @@ from model.frames_graph import (
     trunk_layers,
 )
 from model.meta import META_KEY, ModelMeta
-from model.network import fstcn
 from model.presets import PRESETS
+from tests.bench.tiny import LABELS, tiny_checkpoint
 
 torch.set_num_threads(1)
-LABELS = ["a", "b", "c", "d"]
-
-
-def _checkpoint(path: Path, **overrides: Any) -> Path:
-    torch.manual_seed(0)
-    model = fstcn(preset="tiny", num_classes=len(LABELS), **overrides)
-    with torch.no_grad():  # spread the logits so that probabilities are not all ~1/N
-        model.classifier.weight.mul_(20.0)
-    model.train()
-    model(torch.randn(8, 3, 32, 32), torch.randn(8, 5, 3, 32, 32))  # move the BN statistics
-    model.eval()
-    return save_checkpoint(
-        path, model=model, config=model.config, labels=LABELS, sampling=model.config.sampling, epoch=1
-    )
 
 
 def _export(root: Path, **overrides: Any) -> tuple[Path, dict[str, Path]]:
-    checkpoint = _checkpoint(root / "ckpt.pt", **overrides)
+    checkpoint = tiny_checkpoint(root / "ckpt.pt", **overrides)
     plain = export_model(checkpoint, root / "tiny.onnx", write_checkpoint=False).onnx_path
     results = export_fast_graphs(checkpoint, plain)
     paths = {mode: result.onnx_path for mode, result in results.items()}
