@@ -172,8 +172,10 @@ def fit_border_calibration(
     progress: Callable[[int, int], None] | None = None,
 ) -> BorderCalibration:
     """Fit both cuts' calibrations of `network` (eval mode, BatchNorm folded or not) on `videos`
-    (each sampled as the service samples it: M clip pairs x 18 crops)."""
+    (each sampled as the service samples it: M clip pairs x 18 crops). A video the service would
+    refuse (unreadable, too short) is skipped with a warning; ValueError when none is left."""
     from model.fastpaths import SharedTrunkGraph, graph_info  # fastpaths imports this module
+    from service.errors import ServiceError
     from service.video.decode import decode_video, probe_video
 
     if len(videos) < 1:
@@ -184,10 +186,16 @@ def fit_border_calibration(
     moments = {(share, path): _Moments() for share in SHARE_DEPTHS for path in PATHS}
     c, t, m = meta.crop_size, meta.sampling.clip_length, meta.sampling.num_clips
     with torch.inference_mode():
+        used = 0
         for number, video in enumerate(videos, 1):
-            probe = probe_video(Path(video))
-            plan = plan_clip_pairs(0.0, max(probe.duration_s - 1.0 / probe.fps, 0.0), meta.sampling, m)
-            decoded = decode_video(Path(video), resize_short=meta.resize_short, times=plan.all_times())
+            try:
+                probe = probe_video(Path(video))
+                plan = plan_clip_pairs(0.0, max(probe.duration_s - 1.0 / probe.fps, 0.0), meta.sampling, m)
+                decoded = decode_video(Path(video), resize_short=meta.resize_short, times=plan.all_times())
+            except (ServiceError, OSError, ValueError) as error:
+                logger.warning("border calibration: skipping %s: %s", video, error)
+                continue
+            used += 1
             height, width = decoded.frames.shape[1:3]
             feeds = frame_feeds(decoded.frames, decoded.times, plan, info, CROPS)
             inputs = [torch.from_numpy(feeds[name]) for name in info.inputs]
@@ -200,6 +208,8 @@ def fit_border_calibration(
                     moments[(share, path)].add(shared[path], exact[share][path])
             if progress is not None:
                 progress(number, len(videos))
+    if used < 1:
+        raise ValueError(f"none of the {len(videos)} videos could be decoded")
     cuts = {}
     for share in SHARE_DEPTHS:
         fitted = {path: moments[(share, path)].fit() for path in PATHS}
@@ -213,7 +223,7 @@ def fit_border_calibration(
         logger.info(
             "border calibration (%s): mse %s -> %s", share, cuts[share].mse_before, cuts[share].mse_after
         )
-    return BorderCalibration(cuts=cuts, videos=len(videos), data=data)
+    return BorderCalibration(cuts=cuts, videos=used, data=data)
 
 
 def snapped_boxes(height: int, width: int, info: GraphInfo, crop_size: int) -> list[tuple[int, int, bool]]:

@@ -113,13 +113,17 @@ def command(
             raise typer.Exit(code=2) from error
         network, _ = build_model_from_checkpoint(ckpt)
         with console.status(f"border calibration on {len(videos)} videos of {calibrate_shared}") as status:
-            calibration = fit_border_calibration(
-                fold_batchnorm(network),
-                meta,
-                videos,
-                data=str(calibrate_shared),
-                progress=lambda done, total: status.update(f"border calibration: {done}/{total} videos"),
-            )
+            try:
+                calibration = fit_border_calibration(
+                    fold_batchnorm(network),
+                    meta,
+                    videos,
+                    data=str(calibrate_shared),
+                    progress=lambda done, total: status.update(f"border calibration: {done}/{total} videos"),
+                )
+            except ValueError as error:
+                console.print(f"[bold red]error[/]: {error}")
+                raise typer.Exit(code=2) from error
         path = calibration.save(calibration_path(result.onnx_path))
         for share, cut in calibration.cuts.items():
             fits = ", ".join(

@@ -158,6 +158,28 @@ def test_export_cli_writes_the_calibration(tmp_path: Path, video_factory: Callab
     assert "border calibration (lower cut)" in result.output
     loaded = BorderCalibration.load(out.with_name("tiny.border.npz"))
     assert loaded.videos == 2 and set(loaded.cuts) == {"lower", "branch"}
+    (data / "class0" / "broken.mp4").write_bytes(b"not a video")  # skipped with a warning
+    rerun = CliRunner().invoke(
+        app, ["export", "--checkpoint", str(checkpoint), "--out", str(out), "--calibrate-shared", str(data)]
+    )
+    assert rerun.exit_code == 0, rerun.output
+    assert BorderCalibration.load(out.with_name("tiny.border.npz")).videos == 2
+    only_broken = tmp_path / "broken" / "class0"
+    only_broken.mkdir(parents=True)
+    (only_broken / "broken.mp4").write_bytes(b"not a video")
+    failed = CliRunner().invoke(
+        app,
+        [
+            "export",
+            "--checkpoint",
+            str(checkpoint),
+            "--out",
+            str(out),
+            "--calibrate-shared",
+            str(only_broken.parent),
+        ],
+    )
+    assert failed.exit_code == 2 and "could be decoded" in failed.output
     empty = tmp_path / "empty"
     empty.mkdir()
     failed = CliRunner().invoke(
