@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -150,39 +151,34 @@ def test_export_cli_writes_the_calibration(tmp_path: Path, video_factory: Callab
         (data / f"class{number}" / video.name).symlink_to(video)
     assert len(training_videos(data, 10)) == 2 and len(training_videos(data, 1)) == 1
     out = tmp_path / "models" / "tiny.onnx"
-    result = CliRunner().invoke(
-        app,
-        ["export", "--checkpoint", str(checkpoint), "--out", str(out), "--calibrate-shared", str(data)],
-    )
-    assert result.exit_code == 0, result.output
-    assert "border calibration (lower cut)" in result.output
-    loaded = BorderCalibration.load(out.with_name("tiny.border.npz"))
-    assert loaded.videos == 2 and set(loaded.cuts) == {"lower", "branch"}
-    (data / "class0" / "broken.mp4").write_bytes(b"not a video")  # skipped with a warning
-    rerun = CliRunner().invoke(
-        app, ["export", "--checkpoint", str(checkpoint), "--out", str(out), "--calibrate-shared", str(data)]
-    )
-    assert rerun.exit_code == 0, rerun.output
-    assert BorderCalibration.load(out.with_name("tiny.border.npz")).videos == 2
-    only_broken = tmp_path / "broken" / "class0"
-    only_broken.mkdir(parents=True)
-    (only_broken / "broken.mp4").write_bytes(b"not a video")
-    failed = CliRunner().invoke(
-        app,
-        [
+
+    def export_calibrated(folder: Path) -> Any:
+        command = [
             "export",
             "--checkpoint",
             str(checkpoint),
             "--out",
             str(out),
             "--calibrate-shared",
-            str(only_broken.parent),
-        ],
-    )
+            str(folder),
+        ]
+        return CliRunner().invoke(app, command)
+
+    result = export_calibrated(data)
+    assert result.exit_code == 0, result.output
+    assert "border calibration (lower cut)" in result.output
+    loaded = BorderCalibration.load(out.with_name("tiny.border.npz"))
+    assert loaded.videos == 2 and set(loaded.cuts) == {"lower", "branch"}
+    (data / "class0" / "broken.mp4").write_bytes(b"not a video")  # skipped with a warning
+    rerun = export_calibrated(data)
+    assert rerun.exit_code == 0, rerun.output
+    assert BorderCalibration.load(out.with_name("tiny.border.npz")).videos == 2
+    only_broken = tmp_path / "broken" / "class0"
+    only_broken.mkdir(parents=True)
+    (only_broken / "broken.mp4").write_bytes(b"not a video")
+    failed = export_calibrated(only_broken.parent)
     assert failed.exit_code == 2 and "could be decoded" in failed.output
     empty = tmp_path / "empty"
     empty.mkdir()
-    failed = CliRunner().invoke(
-        app, ["export", "--checkpoint", str(checkpoint), "--out", str(out), "--calibrate-shared", str(empty)]
-    )
+    failed = export_calibrated(empty)
     assert failed.exit_code == 2 and "no videos" in failed.output
