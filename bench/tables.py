@@ -235,12 +235,31 @@ def http_tables(results: dict[str, Any]) -> list[Table]:
 def agreement_tables(results: dict[str, Any]) -> list[Table]:
     if "agreement" not in results:
         return []
+    agreement = results["agreement"]
     rows = [
         [key, f"{value:.4f}" if isinstance(value, float) else str(value)]
-        for key, value in results["agreement"].items()
-        if not isinstance(value, list)  # the disagreeing videos and the load samples
+        for key, value in agreement.items()
+        if not isinstance(value, list | dict)  # the disagreeing videos, the load samples, the rechecks
     ]
-    return [Table("top-1 agreement: shared trunk vs exact 18 crops", ["agreement", "value"], rows)]
+    tables = [Table("top-1 agreement: shared trunk vs exact 18 crops", ["agreement", "value"], rows)]
+    recheck_rows = [
+        [
+            name.removeprefix("recheck_"),
+            margin,
+            f"{row['rate']:.2%}",
+            f"{row['top1_agreement']:.2%}",
+            f"{row['accuracy']:.2%}",
+        ]
+        for name, by_margin in agreement.items()
+        if name.startswith("recheck_")
+        for margin, row in sorted(by_margin.items(), key=lambda item: float(item[0]))
+    ]
+    if recheck_rows:
+        columns = ["graph", "recheck under lead", "videos rechecked", "top-1 agreement", "accuracy"]
+        tables.append(
+            Table("with exact rechecks of close calls (service.pipeline.Recheck)", columns, recheck_rows)
+        )
+    return tables
 
 
 def target_tables(results: dict[str, Any]) -> list[Table]:

@@ -57,6 +57,8 @@ class WindowCalibration:
     # mean squared difference to the exact crops' values, per path, before and after, on the fit's data
     mse_before: dict[str, float]
     mse_after: dict[str, float]
+    # refined on the decision (`model.border_refine`): mean per-crop KL(exact || shared), before and after
+    decision_kl: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         if self.share not in SHARE_DEPTHS:
@@ -73,6 +75,7 @@ class BorderCalibration:
     cuts: dict[str, WindowCalibration]
     videos: int
     data: str
+    refine_epochs: int = 0  # epochs of `model.border_refine` on top of the least-squares lines; 0 = none
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -85,8 +88,9 @@ class BorderCalibration:
             "format_version": FORMAT_VERSION,
             "videos": self.videos,
             "data": self.data,
+            "refine_epochs": self.refine_epochs,
             "fit": {
-                share: {"mse_before": c.mse_before, "mse_after": c.mse_after}
+                share: {"mse_before": c.mse_before, "mse_after": c.mse_after, "decision_kl": c.decision_kl}
                 for share, c in self.cuts.items()
             },
         }
@@ -111,10 +115,16 @@ class BorderCalibration:
                     shift={name: archive[f"{share}/{name}/shift"].astype(np.float32) for name in PATHS},
                     mse_before=fit["mse_before"],
                     mse_after=fit["mse_after"],
+                    decision_kl=None if fit.get("decision_kl") is None else tuple(fit["decision_kl"]),
                 )
                 for share, fit in info["fit"].items()
             }
-        return cls(cuts=cuts, videos=int(info["videos"]), data=str(info["data"]))
+        return cls(
+            cuts=cuts,
+            videos=int(info["videos"]),
+            data=str(info["data"]),
+            refine_epochs=int(info.get("refine_epochs", 0)),
+        )
 
 
 def calibration_path(model_path: str | Path) -> Path:

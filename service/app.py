@@ -30,9 +30,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service import metrics
 from service.api import health, model, predict
 from service.api import metrics as metrics_api
-from service.engine import BatchingOptions, ConcurrencyLimiter, Engine
+from service.engine import BatchingOptions, ConcurrencyLimiter, Engine, ModelLoadError
 from service.errors import ServiceError
-from service.pipeline import Pipeline
+from service.pipeline import Pipeline, Recheck
 from service.settings import Settings, get_settings
 from service.video.decode import VideoLimits
 
@@ -99,6 +99,40 @@ def engine_from_settings(settings: Settings) -> Engine:
     )
 
 
+def recheck_from_settings(settings: Settings, engine: Engine) -> Recheck | None:
+    """Load the recheck model, if one is configured, and check that it answers for the same classes
+    with the same sampling as the served `engine` (raises `service.engine.ModelLoadError`)."""
+    if settings.recheck_model_path is None:
+        return None
+    exact = Engine.load(
+        settings.recheck_model_path,
+        providers=settings.provider_list,
+        intra_op_threads=settings.intra_op_threads,
+        trt_cache_dir=settings.trt_cache_dir,
+    )
+    served, other = engine.meta, exact.meta
+    mismatched = [
+        name
+        for name in ("labels", "crop_size", "resize_short", "sampling", "mean", "std", "diff_scale")
+        if getattr(served, name) != getattr(other, name)
+    ]
+    if mismatched:
+        exact.close()
+        raise ModelLoadError(
+            f"recheck model {settings.recheck_model_path} does not match the served model: "
+            f"different {', '.join(mismatched)}"
+        )
+    if exact.graph is not None and exact.graph.crops != "exact":
+        exact.close()
+        raise ModelLoadError(f"recheck model {settings.recheck_model_path} is not an exact-crops model")
+    logger.info(
+        "recheck: videos whose top-1 leads by less than %g are re-scored by %s",
+        settings.recheck_margin,
+        settings.recheck_model_path,
+    )
+    return Recheck(exact, settings.recheck_margin)
+
+
 def video_limits(settings: Settings) -> VideoLimits:
     return VideoLimits(
         max_duration_s=settings.max_duration_s, max_frames=settings.max_frames, max_pixels=settings.max_pixels
@@ -109,6 +143,7 @@ def video_limits(settings: Settings) -> VideoLimits:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     engine: Engine = app.state.preloaded_engine or await asyncio.to_thread(engine_from_settings, settings)
+    recheck = await asyncio.to_thread(recheck_from_settings, settings, engine)
     limiter = ConcurrencyLimiter(
         settings.max_concurrent_inferences, settings.queue_size, retry_after_s=settings.retry_after_s
     )
@@ -119,10 +154,11 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         max_upload_bytes=settings.max_upload_bytes,
         request_timeout_s=settings.request_timeout_s,
         decode_threads=settings.decode_threads,
+        recheck=recheck,
     )
     meta = engine.meta
     metrics.set_model_info(name=meta.name, version=meta.version, preset=meta.preset, provider=engine.provider)
-    warm_up = asyncio.create_task(asyncio.to_thread(engine.warm_up), name="fstcn-warm-up")
+    warm_up = asyncio.create_task(asyncio.to_thread(_warm_up, engine, recheck), name="fstcn-warm-up")
     warm_up.add_done_callback(_log_warm_up_failure)
     try:
         yield
@@ -132,6 +168,15 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             warm_up.cancel()
         limiter.close()
         engine.close()
+        if recheck is not None:
+            recheck.engine.close()
+
+
+def _warm_up(engine: Engine, recheck: Recheck | None) -> None:
+    """Warm the recheck model first: the served engine's warm-up marks the service ready."""
+    if recheck is not None:
+        recheck.engine.warm_up()
+    engine.warm_up()
 
 
 def _log_warm_up_failure(task: asyncio.Task[None]) -> None:

@@ -30,8 +30,8 @@ from prometheus_client import (
 
 disable_created_metrics()  # type: ignore[no-untyped-call]  # the *_created series double the exposition and nobody graphs them
 
-Stage = Literal["decode", "preprocess", "infer", "fuse"]
-STAGES: tuple[Stage, ...] = ("decode", "preprocess", "infer", "fuse")
+Stage = Literal["decode", "preprocess", "infer", "fuse", "recheck"]
+STAGES: tuple[Stage, ...] = ("decode", "preprocess", "infer", "fuse", "recheck")
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # Latency buckets from 5 ms to 2 min: a tiny CPU model answers in tens of ms, a paper-size model on CPU
@@ -50,7 +50,7 @@ REQUEST_DURATION = Histogram(
 )
 STAGE_DURATION = Histogram(
     "fstcn_stage_duration_seconds",
-    "Time per prediction stage (decode, preprocess, infer, fuse).",
+    "Time per prediction stage (decode, preprocess, infer, fuse; recheck: the exact-crops re-scoring).",
     ["stage"],
     buckets=_LATENCY_BUCKETS,
 )
@@ -64,6 +64,9 @@ QUEUE_DEPTH = Gauge(
 )
 BATCH_SIZE = Histogram("fstcn_batch_size", "Rows per ONNX Runtime run.", buckets=_BATCH_BUCKETS)
 ERRORS = Counter("fstcn_errors", "Error responses by error code.", ["code"])
+RECHECKS = Counter(
+    "fstcn_rechecks", "Videos re-scored by the exact-crops recheck model (close calls of the served model)."
+)
 VIDEO_DURATION = Histogram(
     "fstcn_video_duration_seconds", "Duration of the videos predicted on.", buckets=_VIDEO_BUCKETS
 )
@@ -100,6 +103,10 @@ def observe_request(route: str, status: int, duration_s: float) -> None:
 
 def record_error(code: str) -> None:
     ERRORS.labels(code=code).inc()
+
+
+def count_recheck() -> None:
+    RECHECKS.inc()
 
 
 def observe_batch(rows: int) -> None:

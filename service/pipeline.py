@@ -20,7 +20,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -30,7 +31,7 @@ import numpy.typing as npt
 from model.clips import ClipPlan, gather_clip_pairs, network_inputs, plan_clip_pairs
 from model.frames_graph import frame_feeds
 from service import metrics
-from service.engine import ConcurrencyLimiter, Engine
+from service.engine import ConcurrencyLimiter, Engine, FloatArray
 from service.errors import InternalError, InvalidParameter, RequestTimeout, ServiceError
 from service.fusion import fuse_scores
 from service.video.decode import DecodedVideo, VideoInfo, VideoLimits, decode_video, probe_video
@@ -58,6 +59,17 @@ class PredictOptions:
 
 
 @dataclass(frozen=True)
+class Recheck:
+    """Re-score close calls exactly: when the served model's fused top-1 leads its runner-up by less than
+    `margin`, the video's clip pairs go through `engine` (an exact-crops model of the same weights: the
+    plain graph or its exact frames graph) and its answer is returned. Meant for a shared-trunk model,
+    whose windows differ from exact crops at their borders: only near-ties can flip."""
+
+    engine: Engine
+    margin: float
+
+
+@dataclass(frozen=True)
 class ClipResult:
     start_s: float
     end_s: float
@@ -75,6 +87,7 @@ class Prediction:
     clips: list[ClipResult]
     video: VideoInfo
     timing_s: dict[str, float] = field(default_factory=dict)
+    rechecked: bool = False  # scored again by the exact-crops recheck model (`Recheck`)
 
 
 class Pipeline:
@@ -87,6 +100,7 @@ class Pipeline:
         max_upload_bytes: byte limit of uploads.
         request_timeout_s: limit of one `predict_upload`, upload included.
         decode_threads: FFmpeg decoder threads (0 = FFmpeg's choice).
+        recheck: re-score close calls with an exact-crops model (None: never).
     """
 
     def __init__(
@@ -98,8 +112,10 @@ class Pipeline:
         max_upload_bytes: int = 200 * 1024 * 1024,
         request_timeout_s: float = 60.0,
         decode_threads: int = 0,
+        recheck: Recheck | None = None,
     ) -> None:
         self.engine = engine
+        self.recheck = recheck
         self.limits = limits
         self.limiter = limiter
         self.max_upload_bytes = max_upload_bytes
@@ -180,41 +196,64 @@ class Pipeline:
             video, plan = self._decode_planned(path, info, num_clips, deadline)
         _check_deadline(deadline)
 
-        graph = self.engine.graph
-        if graph is not None:  # a frames graph: V_diff, normalisation and crops run inside the model
-            with metrics.stage_timer("preprocess", timings):
-                feeds = frame_feeds(video.frames, video.times, plan, graph, options.crops)
-            _check_deadline(deadline)
-            with metrics.stage_timer("infer", timings):
-                probs = self.engine.infer_frames(feeds)  # (M*K, N), rows clip-major
-        else:
-            with metrics.stage_timer("preprocess", timings):
-                appearance, motion = gather_clip_pairs(video.frames, video.times, plan)
-                # (M*K, 3, c, c) and (M*K, T, 3, c, c), rows clip-major
-                appearance_in, motion_in = network_inputs(appearance, motion, meta, options.crops)
-            _check_deadline(deadline)
-            with metrics.stage_timer("infer", timings):
-                probs = self.engine.infer(appearance_in, motion_in)
-
+        probs = self._scores(self.engine, video, plan, options, timings, deadline)  # (M*K, N), clip-major
         with metrics.stage_timer("fuse", timings):
             # (M*K, N) -> (M, K, N)
             fused = fuse_scores(probs.reshape(num_clips, options.crops, meta.num_classes), options.fusion)
-            order = np.argsort(-fused.video_scores, kind="stable")[: options.top_k or DEFAULT_TOP_K]
-            top = [(int(index), float(fused.video_scores[index])) for index in order]
-            last_time = float(video.times[-1]) if video.times.size else 0.0
-            clips = [
-                ClipResult(
-                    start_s=round(float(plan.starts[i]), 4),
-                    end_s=round(
-                        min(float(plan.diff_times[i].max()), max(last_time, float(plan.starts[i]))), 4
-                    ),
-                    index=int(np.argmax(fused.clip_scores[i])),
-                    score=float(np.max(fused.clip_scores[i])),
-                    sci=float(fused.clip_sci[i]),
-                )
-                for i in range(num_clips)
-            ]
-        return Prediction(top=top, fusion=options.fusion, clips=clips, video=video.info, timing_s=timings)
+        rechecked = self.recheck is not None and _lead(fused.video_scores) < self.recheck.margin
+        if rechecked:
+            assert self.recheck is not None
+            metrics.count_recheck()
+            with metrics.stage_timer("recheck", timings):
+                probs = self._scores(self.recheck.engine, video, plan, options, None, deadline)
+                fused = fuse_scores(probs.reshape(num_clips, options.crops, meta.num_classes), options.fusion)
+        order = np.argsort(-fused.video_scores, kind="stable")[: options.top_k or DEFAULT_TOP_K]
+        top = [(int(index), float(fused.video_scores[index])) for index in order]
+        last_time = float(video.times[-1]) if video.times.size else 0.0
+        clips = [
+            ClipResult(
+                start_s=round(float(plan.starts[i]), 4),
+                end_s=round(min(float(plan.diff_times[i].max()), max(last_time, float(plan.starts[i]))), 4),
+                index=int(np.argmax(fused.clip_scores[i])),
+                score=float(np.max(fused.clip_scores[i])),
+                sci=float(fused.clip_sci[i]),
+            )
+            for i in range(num_clips)
+        ]
+        return Prediction(
+            top=top,
+            fusion=options.fusion,
+            clips=clips,
+            video=video.info,
+            timing_s=timings,
+            rechecked=rechecked,
+        )
+
+    def _scores(
+        self,
+        engine: Engine,
+        video: DecodedVideo,
+        plan: ClipPlan,
+        options: PredictOptions,
+        timings: dict[str, float] | None,
+        deadline: float | None,
+    ) -> FloatArray:
+        """`engine`'s probabilities (M*K, N) of the planned clip pairs, rows clip-major. Stages are timed
+        into `timings` (None: the caller times the whole)."""
+        stage = metrics.stage_timer if timings is not None else _untimed
+        if engine.graph is not None:  # a frames graph: V_diff, normalisation and crops run inside the model
+            with stage("preprocess", timings):
+                feeds = frame_feeds(video.frames, video.times, plan, engine.graph, options.crops)
+            _check_deadline(deadline)
+            with stage("infer", timings):
+                return engine.infer_frames(feeds)
+        with stage("preprocess", timings):
+            appearance, motion = gather_clip_pairs(video.frames, video.times, plan)
+            # (M*K, 3, c, c) and (M*K, T, 3, c, c), rows clip-major
+            appearance_in, motion_in = network_inputs(appearance, motion, engine.meta, options.crops)
+        _check_deadline(deadline)
+        with stage("infer", timings):
+            return engine.infer(appearance_in, motion_in)
 
     def _decode_planned(
         self, path: Path, info: VideoInfo, num_clips: int, deadline: float | None
@@ -250,6 +289,17 @@ class Pipeline:
             limits=self.limits,
             threads=self.decode_threads,
         )
+
+
+def _lead(scores: npt.NDArray[np.float64]) -> float:
+    """How far the best class's fused score is ahead of the second best's."""
+    best, second = np.sort(scores)[-2:][::-1]
+    return float(best - second)
+
+
+@contextmanager
+def _untimed(stage: metrics.Stage, timings: dict[str, float] | None = None) -> Iterator[None]:
+    yield
 
 
 def _last_frame_time(info: VideoInfo) -> float:

@@ -68,6 +68,15 @@ class Settings(BaseSettings):
     trt_cache_dir: Path | None = Field(
         default=None, description="TensorRT engine cache folder (default: ~/.cache/fstcn/tensorrt)."
     )
+    recheck_model_path: Path | None = Field(
+        default=None,
+        description="Exact-crops model of the same weights (the plain ONNX file or its .frames.onnx) that "
+        "re-scores a video when the served model's top-1 leads by less than recheck_margin; for a "
+        "shared-trunk model (docs/performance.md). Unset: never.",
+    )
+    recheck_margin: float = Field(
+        default=0.05, ge=0, le=1, description="Top-1 lead (fused scores) under which a video is rechecked."
+    )
 
     # Input limits (SPEC 4: video_too_large)
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1, description="Largest accepted upload.")
@@ -132,6 +141,8 @@ class Settings(BaseSettings):
     def _check_model_file(self) -> Settings:
         if self.model_path.exists() and not self.model_path.is_file():
             raise ValueError(f"model_path {self.model_path} is not a file")
+        if self.recheck_model_path is not None and not self.recheck_model_path.is_file():
+            raise ValueError(f"recheck_model_path {self.recheck_model_path} is not a file")
         return self
 
     @property

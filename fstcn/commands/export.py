@@ -50,10 +50,20 @@ def command(
             "--calibration-videos", help="Videos for --calibrate-shared (spread over classes).", min=1
         ),
     ] = 200,
+    refine_epochs: Annotated[
+        int,
+        typer.Option(
+            "--refine-epochs",
+            help="Epochs of tuning the calibration on the decision (per-crop KL to exact crops, the network "
+            "frozen) after its least-squares fit; 0 = the least-squares lines only.",
+            min=0,
+        ),
+    ] = 4,
 ) -> None:
     """Export a checkpoint to ONNX (softmax probs, dynamic batch, metadata key "fstcn"), verify it with
     ONNX Runtime against PyTorch (max |dp| <= 1e-4, fp16: 1e-2) and write NAME.pt (fp16 weights) beside it.
-    With --calibrate-shared, also fit the shared trunk's border calibration (NAME.border.npz)."""
+    With --calibrate-shared, also fit the shared trunk's border calibration (NAME.border.npz) and refine
+    it on the decision for --refine-epochs epochs."""
     import logging
 
     from rich.console import Console
@@ -111,11 +121,11 @@ def command(
         except ValueError as error:
             console.print(f"[bold red]error[/]: {error}")
             raise typer.Exit(code=2) from error
-        network, _ = build_model_from_checkpoint(ckpt)
+        network = fold_batchnorm(build_model_from_checkpoint(ckpt)[0])  # as the exported graphs compute
         with console.status(f"border calibration on {len(videos)} videos of {calibrate_shared}") as status:
             try:
                 calibration = fit_border_calibration(
-                    fold_batchnorm(network),
+                    network,
                     meta,
                     videos,
                     data=str(calibrate_shared),
@@ -124,6 +134,26 @@ def command(
             except ValueError as error:
                 console.print(f"[bold red]error[/]: {error}")
                 raise typer.Exit(code=2) from error
+            if refine_epochs and meta.precision != "fp32":
+                console.print(
+                    "[bold red]error[/]: --refine-epochs scores exact crops with the fp32 export; "
+                    "export fp32 to calibrate, or pass --refine-epochs 0"
+                )
+                raise typer.Exit(code=2)
+            if refine_epochs:
+                from model.border_refine import collect_windows, exact_scorer, refine_border_calibration
+
+                scorer, exact_info = exact_scorer(result.onnx_path, meta.crop_size)
+                windows = collect_windows(
+                    network,
+                    meta,
+                    videos,
+                    scorer,
+                    exact_info,
+                    progress=lambda done, total: status.update(f"border refinement: {done}/{total} videos"),
+                )
+                status.update(f"border refinement: {refine_epochs} epochs")
+                calibration = refine_border_calibration(network, calibration, windows, epochs=refine_epochs)
         path = calibration.save(calibration_path(result.onnx_path))
         for share, cut in calibration.cuts.items():
             fits = ", ".join(
@@ -132,4 +162,7 @@ def command(
             console.print(
                 f"  border calibration ({share} cut), mean squared difference to exact crops: {fits}"
             )
+            if cut.decision_kl is not None:
+                before, after = cut.decision_kl
+                console.print(f"    refined: per-crop KL to exact crops {before:.4f} -> {after:.4f}")
         console.print(f"  border calibration: {path}")

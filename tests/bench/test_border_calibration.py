@@ -152,7 +152,7 @@ def test_export_cli_writes_the_calibration(tmp_path: Path, video_factory: Callab
     assert len(training_videos(data, 10)) == 2 and len(training_videos(data, 1)) == 1
     out = tmp_path / "models" / "tiny.onnx"
 
-    def export_calibrated(folder: Path) -> Any:
+    def export_calibrated(folder: Path, *options: str) -> Any:
         command = [
             "export",
             "--checkpoint",
@@ -161,14 +161,23 @@ def test_export_cli_writes_the_calibration(tmp_path: Path, video_factory: Callab
             str(out),
             "--calibrate-shared",
             str(folder),
+            *options,
         ]
         return CliRunner().invoke(app, command)
 
     result = export_calibrated(data)
     assert result.exit_code == 0, result.output
     assert "border calibration (lower cut)" in result.output
+    assert "refined: per-crop KL to exact crops" in result.output
     loaded = BorderCalibration.load(out.with_name("tiny.border.npz"))
-    assert loaded.videos == 2 and set(loaded.cuts) == {"lower", "branch"}
+    assert loaded.videos == 2 and set(loaded.cuts) == {"lower", "branch"} and loaded.refine_epochs == 4
+    for cut in loaded.cuts.values():
+        assert cut.decision_kl is not None and cut.decision_kl[1] < cut.decision_kl[0]
+    least_squares = export_calibrated(data, "--refine-epochs", "0")
+    assert least_squares.exit_code == 0, least_squares.output
+    assert BorderCalibration.load(out.with_name("tiny.border.npz")).refine_epochs == 0
+    fp16 = export_calibrated(data, "--fp16")
+    assert fp16.exit_code == 2 and "--refine-epochs 0" in fp16.output
     (data / "class0" / "broken.mp4").write_bytes(b"not a video")  # skipped with a warning
     rerun = export_calibrated(data)
     assert rerun.exit_code == 0, rerun.output

@@ -39,7 +39,15 @@ def _partial_results() -> dict[str, Any]:
             "two_vs_one_decoder": Stats.of([1.25, 1.5]).to_dict(),
             "frames": {},
         },
-        "agreement": {"videos": 3, "data": "[bold]synth[/bold] | test", "disagreements_shared_trunk": ["a"]},
+        "agreement": {
+            "videos": 3,
+            "data": "[bold]synth[/bold] | test",
+            "disagreements_shared_trunk": ["a"],
+            "recheck_shared_trunk": {
+                "0.1": {"rate": 0.25, "top1_agreement": 1.0, "accuracy": 0.75},
+                "0.05": {"rate": 0.0, "top1_agreement": 0.5, "accuracy": 0.5},
+            },
+        },
         "targets": [{"target": "ORT vs PyTorch eager", "goal": ">= 3x", "measured": 3.55, "met": True}],
     }
 

@@ -54,3 +54,66 @@ def test_infer_frames_is_refused_by_a_plain_engine(models: tuple[Path, dict[str,
     engine = Engine.load(models[0], providers=["CPUExecutionProvider"], intra_op_threads=1)
     with pytest.raises(ValueError, match="frames graph"):
         engine.infer_frames({})
+
+
+@pytest.mark.parametrize("recheck_with", ["plain", "exact"])
+def test_recheck_answers_close_calls_with_exact_crops(
+    models: tuple[Path, dict[str, Path]], video_factory: Callable[..., Path], recheck_with: str
+) -> None:
+    """A video whose shared-trunk lead is under the margin gets the exact model's answer (the plain
+    graph's or the exact frames graph's); over it, the shared trunk's own."""
+    from prometheus_client import REGISTRY
+
+    from service.pipeline import Recheck
+
+    plain_path, paths = models
+    video = video_factory("fast.mp4", seconds=3.0, width=96, height=64)
+    options = PredictOptions(crops=18, clips=3)
+    exact = _pipeline(plain_path).predict_file(video, options)
+    alone = _pipeline(paths["branch"]).predict_file(video, options)
+    checker = Engine.load(
+        plain_path if recheck_with == "plain" else paths["exact"],
+        providers=["CPUExecutionProvider"],
+        intra_op_threads=1,
+    )
+    lead = alone.top[0][1] - alone.top[1][1]
+
+    def rechecks() -> float:
+        return REGISTRY.get_sample_value("fstcn_rechecks_total") or 0.0
+
+    before = rechecks()
+    trunk = _pipeline(paths["branch"])
+    trunk.recheck = Recheck(checker, margin=lead + 1e-6)  # just over this video's lead: rechecked
+    got = trunk.predict_file(video, options)
+    assert got.rechecked and rechecks() == before + 1
+    assert [index for index, _ in got.top] == [index for index, _ in exact.top]
+    np.testing.assert_allclose([s for _, s in got.top], [s for _, s in exact.top], atol=1e-6)
+    assert {"decode", "preprocess", "infer", "fuse", "recheck"} == set(got.timing_s)
+    trunk.recheck = Recheck(checker, margin=lead - 1e-6)  # just under it: the shared trunk's answer
+    kept = trunk.predict_file(video, options)
+    assert not kept.rechecked and rechecks() == before + 1
+    assert kept.top == alone.top and "recheck" not in kept.timing_s
+
+
+def test_recheck_model_must_match_the_served_model(
+    models: tuple[Path, dict[str, Path]], tmp_path: Path
+) -> None:
+    from service.app import recheck_from_settings
+    from service.engine import ModelLoadError
+    from service.settings import Settings
+
+    plain_path, paths = models
+    served = Engine.load(paths["branch"], providers=["CPUExecutionProvider"], intra_op_threads=1)
+    settings = Settings(model_path=paths["branch"], recheck_model_path=plain_path, recheck_margin=0.1)
+    recheck = recheck_from_settings(settings, served)
+    assert recheck is not None and recheck.margin == 0.1 and recheck.engine.graph is None
+    assert recheck_from_settings(Settings(model_path=paths["branch"]), served) is None
+    with pytest.raises(ModelLoadError, match="not an exact-crops model"):
+        recheck_from_settings(
+            Settings(model_path=paths["branch"], recheck_model_path=paths["shared"]), served
+        )
+    other_plain, _ = _export(tmp_path, resize_short=48)
+    with pytest.raises(ModelLoadError, match="resize_short"):
+        recheck_from_settings(Settings(model_path=paths["branch"], recheck_model_path=other_plain), served)
+    with pytest.raises(ValueError, match="recheck_model_path"):
+        Settings(model_path=paths["branch"], recheck_model_path=tmp_path / "missing.onnx")

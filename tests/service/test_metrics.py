@@ -44,8 +44,9 @@ def test_spec_metrics_are_exported_and_move(client: TestClient, video_factory: C
     assert delta("fstcn_requests_total", route="/predict", status="415") == 1
     assert delta("fstcn_requests_total", route="unmatched", status="404") == 1  # no series per unknown path
     assert delta("fstcn_request_duration_seconds_count", route="/predict") == 2
-    for stage in metrics.STAGES:
-        assert delta("fstcn_stage_duration_seconds_count", stage=stage) == 1, stage
+    for stage in metrics.STAGES:  # no recheck model configured: nothing is rechecked
+        assert delta("fstcn_stage_duration_seconds_count", stage=stage) == (stage != "recheck"), stage
+    assert delta("fstcn_rechecks_total") == 0
     assert delta("fstcn_errors_total", code="unsupported_media") == 1
     assert delta("fstcn_errors_total", code="not_found") == 1
     assert delta("fstcn_video_duration_seconds_count") == 1

@@ -1,0 +1,258 @@
+"""Refine a border calibration on what the service decides, not on feature values.
+
+`model.border_calibration` fits each window element's line `exact ~ scale * shared + shift` by least
+squares on the cut features. Those lines treat every channel and position alike, while the decision
+depends on a few directions of them. This module keeps the same form (so the exported graphs, the
+`.border.npz` file and the service do not change) and tunes `scale` and `shift` by gradient descent so
+that the shared trunk's per-crop class probabilities match the exact crops' ones (KL(exact || shared)),
+with the network frozen: the exact path, and so the served model, stays what it is.
+
+Everything below the cut is frozen as well, so each training clip's windows are computed once
+(`collect_windows`) and each step only runs the layers above the cut on them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from model.border_calibration import CROPS, PATHS, BorderCalibration, WindowCalibration
+from model.clips import plan_clip_pairs
+from model.frames_graph import SHARE_DEPTHS, GraphInfo, frame_feeds
+from model.meta import ModelMeta
+from model.network import FstCN
+
+logger = logging.getLogger(__name__)
+
+ExactScorer = Callable[[dict[str, npt.NDArray[np.generic]]], npt.NDArray[np.float32]]
+
+
+@dataclass
+class WindowSet:
+    """Cut windows and exact-crop probabilities of V videos, M clip pairs each, K = 18 crops.
+
+    windows[share][path]: float16 (V*M*K, C, s, s) spatial, (V*M*K*T, C, s, s) temporal, rows in
+    (video, clip, crop[, frame]) order; exact: float32 (V, M, K, N) softmax of the exact 18 crops.
+    """
+
+    windows: dict[str, dict[str, Tensor]]
+    exact: Tensor
+    names: list[str]
+    clip_length: int
+
+    @property
+    def num_videos(self) -> int:
+        return int(self.exact.shape[0])
+
+    def clips(self, share: str, rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Clip rows (B,) of the flat (V*M) clip index -> spatial (B*K, C, s, s), temporal
+        (B*K*T, C, s, s) float32 windows, and exact probabilities (B, K, N)."""
+        k, t = self.exact.shape[2], self.clip_length
+        spatial = self.windows[share]["spatial"].unflatten(0, (-1, k))[rows].flatten(0, 1)
+        temporal = self.windows[share]["temporal"].unflatten(0, (-1, k * t))[rows].flatten(0, 1)
+        exact = self.exact.flatten(0, 1)[rows]
+        return spatial.float(), temporal.float(), exact
+
+
+def collect_windows(
+    network: FstCN,
+    meta: ModelMeta,
+    videos: Sequence[str | Path],
+    exact_scores: ExactScorer,
+    exact_info: GraphInfo,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> WindowSet:
+    """Decode each video as the service does (M clip pairs), cut the shared trunk's windows at both
+    cuts and score the exact 18 crops with `exact_scores` (an exact frames graph's feeds -> (M*K, N)).
+    Videos the service would refuse are skipped with a warning."""
+    from model.fastpaths import SharedTrunkGraph, graph_info
+    from service.errors import ServiceError
+    from service.video.decode import decode_video, probe_video
+
+    network = network.eval()
+    graphs = {share: SharedTrunkGraph(network, meta, share).eval() for share in SHARE_DEPTHS}
+    info = graph_info(network, "shared", "lower")
+    m, k = meta.sampling.num_clips, CROPS
+    parts: dict[str, dict[str, list[Tensor]]] = {s: {p: [] for p in PATHS} for s in SHARE_DEPTHS}
+    exact: list[Tensor] = []
+    names: list[str] = []
+    with torch.inference_mode():
+        for number, video in enumerate(videos, 1):
+            try:
+                probe = probe_video(Path(video))
+                plan = plan_clip_pairs(0.0, max(probe.duration_s - 1.0 / probe.fps, 0.0), meta.sampling, m)
+                decoded = decode_video(Path(video), resize_short=meta.resize_short, times=plan.all_times())
+            except (ServiceError, OSError, ValueError) as error:
+                logger.warning("border refinement: skipping %s: %s", video, error)
+                continue
+            feeds = frame_feeds(decoded.frames, decoded.times, plan, info, k)
+            inputs = [torch.from_numpy(feeds[name]) for name in info.inputs]
+            for share, graph in graphs.items():
+                for path, cut in zip(PATHS, graph.cut_windows(*inputs), strict=True):
+                    parts[share][path].append(cut.half())
+            probs = exact_scores(frame_feeds(decoded.frames, decoded.times, plan, exact_info, k))
+            exact.append(torch.from_numpy(np.asarray(probs, np.float32)).reshape(m, k, -1))
+            names.append(str(video))
+            if progress is not None:
+                progress(number, len(videos))
+    if not exact:
+        raise ValueError(f"none of the {len(videos)} videos could be decoded")
+    windows = {s: {p: torch.cat(parts[s][p]) for p in PATHS} for s in SHARE_DEPTHS}
+    return WindowSet(windows, torch.stack(exact), names, meta.sampling.clip_length)
+
+
+class CalibratedUpper(torch.nn.Module):
+    """The layers above one cut with a trainable per-element affine map on the windows in front:
+    windows (B*K, C, s, s), (B*K*T, C, s, s) -> log-probabilities (B*K, N). The network is frozen."""
+
+    def __init__(self, network: FstCN, calibration: WindowCalibration) -> None:
+        super().__init__()
+        self.network = network.eval().requires_grad_(False)
+        self.share = calibration.share
+        self.scale = torch.nn.ParameterDict(
+            {p: torch.nn.Parameter(torch.from_numpy(calibration.scale[p].copy())) for p in PATHS}
+        )
+        self.shift = torch.nn.ParameterDict(
+            {p: torch.nn.Parameter(torch.from_numpy(calibration.shift[p].copy())) for p in PATHS}
+        )
+
+    def forward(self, spatial_in: Tensor, temporal_in: Tensor) -> Tensor:
+        net = self.network
+        assert net.spatial is not None and net.temporal is not None
+        spatial_in = spatial_in * self.scale["spatial"] + self.shift["spatial"]
+        temporal_in = temporal_in * self.scale["temporal"] + self.shift["temporal"]
+        if self.share == "branch":
+            spatial = net.spatial.fc(torch.flatten(net.spatial.branch.pool(spatial_in), 1))
+            temporal = net.temporal.above_branch(net.temporal.branch.pool(temporal_in))
+        else:
+            spatial, temporal = net.spatial(spatial_in), net.temporal(temporal_in)
+        fused = net.fusion(torch.cat([spatial, temporal], dim=1))
+        return F.log_softmax(net.classifier(fused), dim=1)
+
+    def calibration(self, template: WindowCalibration) -> WindowCalibration:
+        return replace(
+            template,
+            scale={p: self.scale[p].detach().numpy().astype(np.float32) for p in PATHS},
+            shift={p: self.shift[p].detach().numpy().astype(np.float32) for p in PATHS},
+        )
+
+
+def shared_probs(upper: CalibratedUpper, data: WindowSet, batch_clips: int = 16) -> Tensor:
+    """float64 (V, M, K, N) shared-trunk probabilities of every clip of `data` under `upper`."""
+    v, m, k, n = data.exact.shape
+    out = []
+    with torch.inference_mode():
+        for start in range(0, v * m, batch_clips):
+            rows = torch.arange(start, min(start + batch_clips, v * m))
+            spatial, temporal, _ = data.clips(upper.share, rows)
+            out.append(upper(spatial, temporal).exp().double())
+    return torch.cat(out).reshape(v, m, k, n)
+
+
+def video_agreement(shared: Tensor, exact: Tensor) -> float:
+    """Share of videos whose SCI-fused top-1 is the same: probabilities (V, M, K, N) each."""
+    from service.fusion import fuse_scores
+
+    def top1(probs: Tensor) -> int:  # (M, K, N) -> the fused video's best class
+        return int(np.argmax(fuse_scores(probs.numpy()).video_scores))
+
+    return float(np.mean([top1(s) == top1(e) for s, e in zip(shared, exact.double(), strict=True)]))
+
+
+def refine_calibration(
+    network: FstCN,
+    calibration: WindowCalibration,
+    train: WindowSet,
+    *,
+    epochs: int = 4,
+    lr: float = 3e-3,
+    batch_clips: int = 8,
+    seed: int = 0,
+    on_epoch: Callable[[int, float, CalibratedUpper], None] | None = None,
+) -> WindowCalibration:
+    """Tune `calibration`'s scale and shift on `train` to minimise the mean per-crop KL(exact || shared),
+    Adam with a cosine schedule; `on_epoch(epoch, mean loss, upper)` after each epoch."""
+    torch.manual_seed(seed)
+    upper = CalibratedUpper(network, calibration)
+    params = list(upper.scale.values()) + list(upper.shift.values())
+    optimizer = torch.optim.Adam(params, lr=lr)
+    clips = train.num_videos * train.exact.shape[1]
+    steps_per_epoch = math.ceil(clips / batch_clips)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
+    for epoch in range(1, epochs + 1):
+        order = torch.randperm(clips)
+        total = 0.0
+        for step in range(steps_per_epoch):
+            rows = order[step * batch_clips : (step + 1) * batch_clips]
+            spatial, temporal, exact = train.clips(upper.share, rows)
+            log_shared = upper(spatial, temporal)  # (B*K, N)
+            target = exact.flatten(0, 1).clamp_min(1e-12)  # (B*K, N)
+            loss = F.kl_div(log_shared, target, reduction="batchmean")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += float(loss.detach())
+        if on_epoch is not None:
+            on_epoch(epoch, total / steps_per_epoch, upper)
+    return upper.calibration(calibration)
+
+
+def exact_scorer(plain_path: str | Path, crop_size: int) -> tuple[ExactScorer, GraphInfo]:
+    """The exact 18 crops of the plain ONNX model at `plain_path`, as an in-memory exact frames graph on
+    ONNX Runtime's CPU provider: (feeds -> probabilities (M*K, N), the graph's `GraphInfo`)."""
+    import onnx
+    import onnxruntime as ort
+
+    from model.fastpaths import exact_frames_graph
+    from model.meta import PROBS_OUTPUT
+
+    graph = exact_frames_graph(onnx.load(str(plain_path)))
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+
+    def score(feeds: dict[str, npt.NDArray[np.generic]]) -> npt.NDArray[np.float32]:
+        (probs,) = session.run([PROBS_OUTPUT], feeds)
+        return np.asarray(probs, dtype=np.float32)
+
+    return score, GraphInfo(crops="exact", crop_size=crop_size)
+
+
+def decision_kl(upper: CalibratedUpper, data: WindowSet) -> float:
+    """Mean per-crop KL(exact || shared) of `upper` over every crop of `data`."""
+    shared = shared_probs(upper, data).clamp_min(1e-12)
+    exact = data.exact.double().clamp_min(1e-12)
+    return float((exact * (exact.log() - shared.log())).sum(-1).mean())
+
+
+def refine_border_calibration(
+    network: FstCN,
+    calibration: BorderCalibration,
+    data: WindowSet,
+    *,
+    epochs: int = 4,
+    lr: float = 3e-3,
+    batch_clips: int = 8,
+    seed: int = 0,
+) -> BorderCalibration:
+    """`refine_calibration` of both cuts of `calibration` on `data`; each cut records its per-crop KL to
+    exact crops on `data` before and after (`WindowCalibration.decision_kl`)."""
+    cuts = {}
+    for share, cut in calibration.cuts.items():
+        before = decision_kl(CalibratedUpper(network, cut), data)
+        refined = refine_calibration(
+            network, cut, data, epochs=epochs, lr=lr, batch_clips=batch_clips, seed=seed
+        )
+        after = decision_kl(CalibratedUpper(network, refined), data)
+        logger.info("border refinement (%s): per-crop KL to exact crops %.4f -> %.4f", share, before, after)
+        cuts[share] = replace(refined, decision_kl=(before, after))
+    return replace(calibration, cuts=cuts, refine_epochs=epochs)
