@@ -24,20 +24,23 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from model.clips import crop_boxes, plan_clip_pairs
+from model.clips import ClipPlan, crop_boxes, plan_clip_pairs
 from model.frames_graph import SHARE_DEPTHS, GraphInfo, frame_feeds, snapped_offsets
 from model.meta import ModelMeta
 from model.network import FstCN
+
+if TYPE_CHECKING:
+    from service.video.decode import DecodedVideo
 
 logger = logging.getLogger(__name__)
 
@@ -185,8 +188,6 @@ def fit_border_calibration(
     (each sampled as the service samples it: M clip pairs x 18 crops). A video the service would
     refuse (unreadable, too short) is skipped with a warning; ValueError when none is left."""
     from model.fastpaths import SharedTrunkGraph, graph_info  # fastpaths imports this module
-    from service.errors import ServiceError
-    from service.video.decode import decode_video, probe_video
 
     if len(videos) < 1:
         raise ValueError("no videos to calibrate on")
@@ -197,14 +198,7 @@ def fit_border_calibration(
     c, t, m = meta.crop_size, meta.sampling.clip_length, meta.sampling.num_clips
     with torch.inference_mode():
         used = 0
-        for number, video in enumerate(videos, 1):
-            try:
-                probe = probe_video(Path(video))
-                plan = plan_clip_pairs(0.0, max(probe.duration_s - 1.0 / probe.fps, 0.0), meta.sampling, m)
-                decoded = decode_video(Path(video), resize_short=meta.resize_short, times=plan.all_times())
-            except (ServiceError, OSError, ValueError) as error:
-                logger.warning("border calibration: skipping %s: %s", video, error)
-                continue
+        for number, decoded, plan in decoded_as_served(videos, meta, "border calibration"):
             used += 1
             height, width = decoded.frames.shape[1:3]
             feeds = frame_feeds(decoded.frames, decoded.times, plan, info, CROPS)
@@ -234,6 +228,27 @@ def fit_border_calibration(
             "border calibration (%s): mse %s -> %s", share, cuts[share].mse_before, cuts[share].mse_after
         )
     return BorderCalibration(cuts=cuts, videos=used, data=data)
+
+
+def decoded_as_served(
+    videos: Sequence[str | Path], meta: ModelMeta, purpose: str
+) -> Iterator[tuple[int, DecodedVideo, ClipPlan]]:
+    """(1-based number, decoded frames, plan) of each video decoded as the service does: M clip pairs
+    spread over the video, only their frames decoded. A video the service would refuse (unreadable,
+    too short) is skipped with a warning naming `purpose`."""
+    from service.errors import ServiceError
+    from service.video.decode import decode_video, probe_video
+
+    m = meta.sampling.num_clips
+    for number, video in enumerate(videos, 1):
+        try:
+            probe = probe_video(Path(video))
+            plan = plan_clip_pairs(0.0, max(probe.duration_s - 1.0 / probe.fps, 0.0), meta.sampling, m)
+            decoded = decode_video(Path(video), resize_short=meta.resize_short, times=plan.all_times())
+        except (ServiceError, OSError, ValueError) as error:
+            logger.warning("%s: skipping %s: %s", purpose, video, error)
+            continue
+        yield number, decoded, plan
 
 
 def snapped_boxes(height: int, width: int, info: GraphInfo, crop_size: int) -> list[tuple[int, int, bool]]:

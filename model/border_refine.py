@@ -25,8 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from model.border_calibration import CROPS, PATHS, BorderCalibration, WindowCalibration
-from model.clips import plan_clip_pairs
+from model.border_calibration import CROPS, PATHS, BorderCalibration, WindowCalibration, decoded_as_served
 from model.frames_graph import SHARE_DEPTHS, GraphInfo, frame_feeds
 from model.meta import ModelMeta
 from model.network import FstCN
@@ -76,8 +75,6 @@ def collect_windows(
     cuts and score the exact 18 crops with `exact_scores` (an exact frames graph's feeds -> (M*K, N)).
     Videos the service would refuse are skipped with a warning."""
     from model.fastpaths import SharedTrunkGraph, graph_info
-    from service.errors import ServiceError
-    from service.video.decode import decode_video, probe_video
 
     network = network.eval()
     graphs = {share: SharedTrunkGraph(network, meta, share).eval() for share in SHARE_DEPTHS}
@@ -87,14 +84,7 @@ def collect_windows(
     exact: list[Tensor] = []
     names: list[str] = []
     with torch.inference_mode():
-        for number, video in enumerate(videos, 1):
-            try:
-                probe = probe_video(Path(video))
-                plan = plan_clip_pairs(0.0, max(probe.duration_s - 1.0 / probe.fps, 0.0), meta.sampling, m)
-                decoded = decode_video(Path(video), resize_short=meta.resize_short, times=plan.all_times())
-            except (ServiceError, OSError, ValueError) as error:
-                logger.warning("border refinement: skipping %s: %s", video, error)
-                continue
+        for number, decoded, plan in decoded_as_served(videos, meta, "border refinement"):
             feeds = frame_feeds(decoded.frames, decoded.times, plan, info, k)
             inputs = [torch.from_numpy(feeds[name]) for name in info.inputs]
             for share, graph in graphs.items():
@@ -102,7 +92,7 @@ def collect_windows(
                     parts[share][path].append(cut.half())
             probs = exact_scores(frame_feeds(decoded.frames, decoded.times, plan, exact_info, k))
             exact.append(torch.from_numpy(np.asarray(probs, np.float32)).reshape(m, k, -1))
-            names.append(str(video))
+            names.append(str(videos[number - 1]))
             if progress is not None:
                 progress(number, len(videos))
     if not exact:

@@ -130,6 +130,11 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown provider(s) {unknown or value!r}; use {allowed} (comma-separated)")
         return ",".join(names)
 
+    @field_validator("recheck_model_path", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value  # compose passes unset variables as ""
+
     @field_validator("api_key")
     @classmethod
     def _empty_key_is_none(cls, value: SecretStr | None) -> SecretStr | None:

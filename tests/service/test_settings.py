@@ -63,6 +63,20 @@ def test_empty_api_key_means_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().api_key is None
 
 
+def test_recheck_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("FSTCN_RECHECK_MODEL_PATH", "")  # as compose passes an unset variable
+    assert load_settings().recheck_model_path is None
+    exact = tmp_path / "exact.onnx"
+    exact.write_bytes(b"")
+    monkeypatch.setenv("FSTCN_RECHECK_MODEL_PATH", str(exact))
+    monkeypatch.setenv("FSTCN_RECHECK_MARGIN", "0.1")
+    settings = load_settings()
+    assert settings.recheck_model_path == exact and settings.recheck_margin == pytest.approx(0.1)
+    monkeypatch.setenv("FSTCN_RECHECK_MODEL_PATH", str(tmp_path / "missing.onnx"))
+    with pytest.raises(SettingsError, match="recheck_model_path"):
+        load_settings()
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "fragment"),
     [
@@ -73,6 +87,7 @@ def test_empty_api_key_means_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
         ("FSTCN_REQUEST_TIMEOUT_S", "0", "FSTCN_REQUEST_TIMEOUT_S"),
         ("FSTCN_LOG_FORMAT", "xml", "FSTCN_LOG_FORMAT"),
         ("FSTCN_BATCH_MAX_SIZE", "0", "FSTCN_BATCH_MAX_SIZE"),
+        ("FSTCN_RECHECK_MARGIN", "1.5", "FSTCN_RECHECK_MARGIN"),
     ],
 )
 def test_invalid_values_name_the_variable(
