@@ -249,13 +249,21 @@ def agreement_tables(results: dict[str, Any]) -> list[Table]:
             f"{row['rate']:.2%}",
             f"{row['top1_agreement']:.2%}",
             f"{row['accuracy']:.2%}",
+            f"{row['speedup_vs_exact']:.2f}x" if "speedup_vs_exact" in row else "-",
         ]
         for name, by_margin in agreement.items()
         if name.startswith("recheck_")
         for margin, row in sorted(by_margin.items(), key=lambda item: float(item[0]))
     ]
     if recheck_rows:
-        columns = ["graph", "recheck under lead", "videos rechecked", "top-1 agreement", "accuracy"]
+        columns = [
+            "graph",
+            "recheck under lead",
+            "videos rechecked",
+            "top-1 agreement",
+            "accuracy",
+            "model time vs exact crops",
+        ]
         tables.append(
             Table("with exact rechecks of close calls (service.pipeline.Recheck)", columns, recheck_rows)
         )

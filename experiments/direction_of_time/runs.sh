@@ -128,3 +128,10 @@ fstcn evaluate --model models/fstcn-small.onnx --data data/synth/test --out runs
 fstcn bench --sections agreement --data data/synth/test --max-videos 400 --cache .cache/bench-r6 --checkpoint runs/r28-gpu/last.pt --out .cache/bench-r6/agreement400.json
 # with models/fstcn-small.border.npz in place (the bench's trunk graphs pick it up)
 fstcn bench --sections agreement --data data/synth/test --max-videos 400 --cache .cache/bench-r6c --checkpoint runs/r28-gpu/last.pt --out .cache/bench-r6c/agreement400.json
+
+# ---- sixth session: the border calibration refined on the decision, and exact rechecks of close calls
+# the refinement on cached windows, followed on the selection set epoch by epoch (from the shipped .npz)
+python experiments/agreement/border_refine.py models/fstcn-small.pt models/fstcn-small.onnx data/synth/train 500 data/synth/select-s7 runs/border-refine --epochs 4
+# the shipped calibration (the ONNX file written here is byte-identical to models/fstcn-small.onnx;
+# only the .border.npz was copied to models/)
+fstcn export --checkpoint runs/r28-gpu/last.pt --out /tmp/ship/fstcn-small.onnx --name fstcn-small --version synth-r6 --no-write-checkpoint --calibrate-shared data/synth/train --calibration-videos 600 --refine-epochs 8

@@ -93,7 +93,12 @@ def test_targets_and_report_render_partial_results() -> None:
             "ratios": {
                 "ort_plain_vs_torch_eager": Stats.of([3.5, 3.6]).to_dict(),
                 "shared_trunk_vs_exact_frames": Stats.of([3.0]).to_dict(),
+                "shared_branch_vs_exact_frames": Stats.of([5.0]).to_dict(),
             },
+        },
+        "agreement": {
+            "top1_agreement_shared_branch": 0.98,
+            "recheck_shared_branch": {"0.05": {"rate": 0.05, "top1_agreement": 0.995, "accuracy": 0.9}},
         },
         "decode": {
             "times_ms": {"long_600s": Stats.of([5.0]).to_dict()},
@@ -106,6 +111,12 @@ def test_targets_and_report_render_partial_results() -> None:
     assert rows["shared trunk vs exact 18 crops"]["met"] is False
     assert rows["decode+sampling 10 min vs 10 s, keyframe every 10 s"]["met"] is True
     assert rows["top-1 agreement shared_trunk"]["met"] is None  # not measured: neither met nor failed
+    assert rows["top-1 agreement shared_branch"]["met"] is False
+    assert rows["top-1 agreement shared_branch + recheck under lead 0.05"]["met"] is True
+    # 5x per round, 5% of the videos also scored exactly: 1 / (1/5 + 0.05) = 4x
+    speed = rows["shared_branch + recheck vs exact 18 crops (from the recheck rate)"]
+    assert speed["measured"] == pytest.approx(4.0) and speed["met"] is True
+    assert rows["shared_trunk + recheck vs exact 18 crops (from the recheck rate)"]["met"] is None
     results["targets"] = list(rows.values())
     console = Console(record=True, width=150)
     console.print(render(results))

@@ -44,7 +44,7 @@ def _partial_results() -> dict[str, Any]:
             "data": "[bold]synth[/bold] | test",
             "disagreements_shared_trunk": ["a"],
             "recheck_shared_trunk": {
-                "0.1": {"rate": 0.25, "top1_agreement": 1.0, "accuracy": 0.75},
+                "0.1": {"rate": 0.25, "top1_agreement": 1.0, "accuracy": 0.75, "speedup_vs_exact": 2.5},
                 "0.05": {"rate": 0.0, "top1_agreement": 0.5, "accuracy": 0.5},
             },
         },
