@@ -159,23 +159,31 @@ def video_agreement(shared: Tensor, exact: Tensor) -> float:
     return float(np.mean([top1(s) == top1(e) for s, e in zip(shared, exact.double(), strict=True)]))
 
 
+@dataclass(frozen=True)
+class RefineOptions:
+    """How `refine_calibration` trains: Adam at `lr` with a cosine schedule over `epochs` passes of
+    `batch_clips` clip pairs (18 crops each) per step."""
+
+    epochs: int = 4
+    lr: float = 3e-3
+    batch_clips: int = 8
+    seed: int = 0
+
+
 def refine_calibration(
     network: FstCN,
     calibration: WindowCalibration,
     train: WindowSet,
-    *,
-    epochs: int = 4,
-    lr: float = 3e-3,
-    batch_clips: int = 8,
-    seed: int = 0,
+    options: RefineOptions = RefineOptions(),
     on_epoch: Callable[[int, float, CalibratedUpper], None] | None = None,
 ) -> WindowCalibration:
-    """Tune `calibration`'s scale and shift on `train` to minimise the mean per-crop KL(exact || shared),
-    Adam with a cosine schedule; `on_epoch(epoch, mean loss, upper)` after each epoch."""
-    torch.manual_seed(seed)
+    """Tune `calibration`'s scale and shift on `train` to minimise the mean per-crop KL(exact || shared);
+    `on_epoch(epoch, mean loss, upper)` after each epoch."""
+    epochs, batch_clips = options.epochs, options.batch_clips
+    torch.manual_seed(options.seed)
     upper = CalibratedUpper(network, calibration)
     params = list(upper.scale.values()) + list(upper.shift.values())
-    optimizer = torch.optim.Adam(params, lr=lr)
+    optimizer = torch.optim.Adam(params, lr=options.lr)
     clips = train.num_videos * train.exact.shape[1]
     steps_per_epoch = math.ceil(clips / batch_clips)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, epochs * steps_per_epoch)
@@ -225,24 +233,15 @@ def decision_kl(upper: CalibratedUpper, data: WindowSet) -> float:
 
 
 def refine_border_calibration(
-    network: FstCN,
-    calibration: BorderCalibration,
-    data: WindowSet,
-    *,
-    epochs: int = 4,
-    lr: float = 3e-3,
-    batch_clips: int = 8,
-    seed: int = 0,
+    network: FstCN, calibration: BorderCalibration, data: WindowSet, options: RefineOptions = RefineOptions()
 ) -> BorderCalibration:
     """`refine_calibration` of both cuts of `calibration` on `data`; each cut records its per-crop KL to
     exact crops on `data` before and after (`WindowCalibration.decision_kl`)."""
     cuts = {}
     for share, cut in calibration.cuts.items():
         before = decision_kl(CalibratedUpper(network, cut), data)
-        refined = refine_calibration(
-            network, cut, data, epochs=epochs, lr=lr, batch_clips=batch_clips, seed=seed
-        )
+        refined = refine_calibration(network, cut, data, options)
         after = decision_kl(CalibratedUpper(network, refined), data)
         logger.info("border refinement (%s): per-crop KL to exact crops %.4f -> %.4f", share, before, after)
         cuts[share] = replace(refined, decision_kl=(before, after))
-    return replace(calibration, cuts=cuts, refine_epochs=epochs)
+    return replace(calibration, cuts=cuts, refine_epochs=options.epochs)

@@ -20,6 +20,7 @@ import torch
 from model.border_calibration import BorderCalibration, WindowCalibration, calibration_path, training_videos
 from model.border_refine import (
     CalibratedUpper,
+    RefineOptions,
     WindowSet,
     collect_windows,
     decision_kl,
@@ -117,9 +118,7 @@ def main() -> None:
             network,
             fitted,
             train,
-            epochs=args.epochs,
-            lr=args.lr,
-            batch_clips=args.batch_clips,
+            RefineOptions(epochs=args.epochs, lr=args.lr, batch_clips=args.batch_clips),
             on_epoch=on_epoch,
         )
         report[f"{share}/refined"] = history

@@ -141,7 +141,12 @@ def command(
                 )
                 raise typer.Exit(code=2)
             if refine_epochs:
-                from model.border_refine import collect_windows, exact_scorer, refine_border_calibration
+                from model.border_refine import (
+                    RefineOptions,
+                    collect_windows,
+                    exact_scorer,
+                    refine_border_calibration,
+                )
 
                 scorer, exact_info = exact_scorer(result.onnx_path, meta.crop_size)
                 windows = collect_windows(
@@ -153,7 +158,9 @@ def command(
                     progress=lambda done, total: status.update(f"border refinement: {done}/{total} videos"),
                 )
                 status.update(f"border refinement: {refine_epochs} epochs")
-                calibration = refine_border_calibration(network, calibration, windows, epochs=refine_epochs)
+                calibration = refine_border_calibration(
+                    network, calibration, windows, RefineOptions(epochs=refine_epochs)
+                )
         path = calibration.save(calibration_path(result.onnx_path))
         for share, cut in calibration.cuts.items():
             fits = ", ".join(

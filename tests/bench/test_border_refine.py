@@ -14,6 +14,7 @@ import torch
 from model.border_calibration import BorderCalibration, fit_border_calibration
 from model.border_refine import (
     CalibratedUpper,
+    RefineOptions,
     WindowSet,
     collect_windows,
     exact_scorer,
@@ -106,9 +107,7 @@ def test_refinement_lowers_the_kl_and_keeps_the_file_form(tiny: dict[str, object
             network,  # type: ignore[arg-type]
             fitted,
             data,
-            epochs=6,
-            lr=1e-2,
-            batch_clips=2,
+            RefineOptions(epochs=6, lr=1e-2, batch_clips=2),
             on_epoch=lambda epoch, loss, upper: losses.append(loss),
         )
         assert refined.share == share and refined.scale["spatial"].shape == fitted.scale["spatial"].shape
