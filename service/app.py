@@ -48,8 +48,11 @@ PREDICT_ROUTE = "/predict"
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "video_too_large", 415: "unsupported_media"}
 
 
-def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
-    """The application. `settings` default to the environment's; `engine` skips loading in the lifespan."""
+def create_app(
+    settings: Settings | None = None, *, engine: Engine | None = None, recheck: Recheck | None = None
+) -> FastAPI:
+    """The application. `settings` default to the environment's; `engine` (and `recheck`, the recheck
+    model of `settings`) skip loading in the lifespan."""
     explicit = settings is not None
     settings = settings if settings is not None else get_settings()
     app = FastAPI(
@@ -66,6 +69,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     )
     app.state.settings = settings
     app.state.preloaded_engine = engine
+    app.state.preloaded_recheck = recheck
     app.state.pipeline = None
     if explicit:
         app.dependency_overrides[get_settings] = lambda: settings
@@ -143,7 +147,9 @@ def video_limits(settings: Settings) -> VideoLimits:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     engine: Engine = app.state.preloaded_engine or await asyncio.to_thread(engine_from_settings, settings)
-    recheck = await asyncio.to_thread(recheck_from_settings, settings, engine)
+    recheck: Recheck | None = app.state.preloaded_recheck or await asyncio.to_thread(
+        recheck_from_settings, settings, engine
+    )
     limiter = ConcurrencyLimiter(
         settings.max_concurrent_inferences, settings.queue_size, retry_after_s=settings.retry_after_s
     )

@@ -116,6 +116,12 @@ def command(
         from model.checkpoint import build_model_from_checkpoint
         from model.export import fold_batchnorm
 
+        if refine_epochs and meta.precision != "fp32":  # before the fit: say so before minutes of work
+            console.print(
+                "[bold red]error[/]: --refine-epochs scores exact crops with the fp32 export; "
+                "export fp32 to calibrate, or pass --refine-epochs 0"
+            )
+            raise typer.Exit(code=2)
         try:
             videos = training_videos(calibrate_shared, calibration_videos)
         except ValueError as error:
@@ -134,12 +140,6 @@ def command(
             except ValueError as error:
                 console.print(f"[bold red]error[/]: {error}")
                 raise typer.Exit(code=2) from error
-            if refine_epochs and meta.precision != "fp32":
-                console.print(
-                    "[bold red]error[/]: --refine-epochs scores exact crops with the fp32 export; "
-                    "export fp32 to calibrate, or pass --refine-epochs 0"
-                )
-                raise typer.Exit(code=2)
             if refine_epochs:
                 from model.border_refine import (
                     RefineOptions,

@@ -25,7 +25,7 @@ def command(
     """
     import uvicorn
 
-    from service.app import create_app, engine_from_settings
+    from service.app import create_app, engine_from_settings, recheck_from_settings
     from service.engine import ModelLoadError
     from service.log import configure_logging, uvicorn_log_config
     from service.settings import SettingsError, get_settings
@@ -46,9 +46,11 @@ def command(
     if workers == 1:
         try:  # load here, so a bad model is one clear line and a non-zero exit, not a lifespan traceback
             engine = engine_from_settings(settings)
+            recheck = recheck_from_settings(settings, engine)
         except ModelLoadError as error:
             _fail(str(error), code=1)
-        server = uvicorn.Server(uvicorn.Config(create_app(settings, engine=engine), **common))  # type: ignore[arg-type]
+        app = create_app(settings, engine=engine, recheck=recheck)
+        server = uvicorn.Server(uvicorn.Config(app, **common))  # type: ignore[arg-type]
         _exit_zero_after_graceful_shutdown()
         server.run()
         if not server.started:
@@ -57,8 +59,12 @@ def command(
 
     from service.engine import CPU, Engine
 
-    try:  # check the file once on CPU before the workers each load it
-        Engine.load(settings.model_path, providers=[CPU]).close()
+    try:  # check the files once on CPU before the workers each load them
+        checked = Engine.load(settings.model_path, providers=[CPU])
+        recheck = recheck_from_settings(settings.model_copy(update={"providers": "cpu"}), checked)
+        checked.close()
+        if recheck is not None:
+            recheck.engine.close()
     except ModelLoadError as error:
         _fail(str(error), code=1)
     own_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ

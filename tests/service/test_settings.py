@@ -136,6 +136,19 @@ def test_serve_with_invalid_settings_exits_with_a_clear_message(tmp_path: Path) 
     assert "Traceback" not in result.stderr + result.stdout
 
 
+def test_serve_with_a_mismatched_recheck_model_exits_non_zero(tmp_path: Path) -> None:
+    from tests.service.fake_model import fake_meta, write_fake_model
+
+    served, other = tmp_path / "served.onnx", tmp_path / "other.onnx"
+    write_fake_model(served)
+    write_fake_model(other, fake_meta(mean=(0.25, 0.25, 0.25)))
+    env = {"FSTCN_MODEL_PATH": str(served), "FSTCN_RECHECK_MODEL_PATH": str(other), "FSTCN_PROVIDERS": "cpu"}
+    result = run_serve(env, tmp_path)
+    assert result.returncode == 1
+    assert "does not match the served model: different mean" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
 @pytest.mark.parametrize("case", ["missing", "corrupt", "no-metadata"])
 def test_serve_with_a_bad_model_exits_non_zero(case: str, tmp_path: Path) -> None:
     path = tmp_path / "model.onnx"
