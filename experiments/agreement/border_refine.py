@@ -1,9 +1,11 @@
-"""Refine the shipped border calibration on the decision (`model.border_refine`) and follow the shared
+"""Refine a border calibration on the decision (`model.border_refine`) and follow the shared
 trunk's top-1 agreement with exact 18 crops (SCI, 5 clip pairs) and its per-crop KL on a selection folder
 after each epoch, for both cuts. The windows of both folders are cached under OUT (several GB).
 
+    git show 12562e1:models/fstcn-small.border.npz > /tmp/least-squares.border.npz   # the fifth session's
     python experiments/agreement/border_refine.py models/fstcn-small.pt models/fstcn-small.onnx \
-        data/synth/train 500 data/synth/select-s7 runs/border-refine --epochs 8
+        data/synth/train 500 data/synth/select-s7 runs/border-refine --epochs 8 \
+        --start /tmp/least-squares.border.npz
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ def scores(upper: CalibratedUpper, select: WindowSet) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("model", type=Path, help="the plain ONNX model (its .border.npz is the start)")
+    parser.add_argument("model", type=Path, help="the plain ONNX model (scores the exact crops)")
     parser.add_argument("train", type=Path)
     parser.add_argument("train_videos", type=int)
     parser.add_argument("select", type=Path)
@@ -79,6 +81,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--batch-clips", type=int, default=8)
+    parser.add_argument(
+        "--start", type=Path, help="calibration to start from (default: the model's .border.npz)"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(2)
@@ -86,7 +91,7 @@ def main() -> None:
     network = fold_batchnorm(network)
     select = cached_windows(network, meta, args.select, 100_000, args.model, args.out / "select.pt")
     train = cached_windows(network, meta, args.train, args.train_videos, args.model, args.out / "train.pt")
-    base = BorderCalibration.load(calibration_path(args.model))
+    base = BorderCalibration.load(args.start or calibration_path(args.model))
     report: dict[str, Any] = {
         "train_videos": train.num_videos,
         "select_videos": select.num_videos,

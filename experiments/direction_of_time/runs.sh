@@ -130,8 +130,10 @@ fstcn bench --sections agreement --data data/synth/test --max-videos 400 --cache
 fstcn bench --sections agreement --data data/synth/test --max-videos 400 --cache .cache/bench-r6c --checkpoint runs/r28-gpu/last.pt --out .cache/bench-r6c/agreement400.json
 
 # ---- sixth session: the border calibration refined on the decision, and exact rechecks of close calls
-# the refinement on cached windows, followed on the selection set epoch by epoch (from the shipped .npz)
-python experiments/agreement/border_refine.py models/fstcn-small.pt models/fstcn-small.onnx data/synth/train 500 data/synth/select-s7 runs/border-refine --epochs 4
+# the refinement on cached windows, followed on the selection set epoch by epoch, from the fifth session's
+# least-squares .npz (a first run of 4 epochs, before --start existed, read the then-shipped file, the same)
+git show 12562e1:models/fstcn-small.border.npz > /tmp/least-squares.border.npz
+python experiments/agreement/border_refine.py models/fstcn-small.pt models/fstcn-small.onnx data/synth/train 500 data/synth/select-s7 runs/border-refine --epochs 8 --start /tmp/least-squares.border.npz
 # the shipped calibration (the ONNX file written here is byte-identical to models/fstcn-small.onnx;
 # only the .border.npz was copied to models/)
 fstcn export --checkpoint runs/r28-gpu/last.pt --out /tmp/ship/fstcn-small.onnx --name fstcn-small --version synth-r6 --no-write-checkpoint --calibrate-shared data/synth/train --calibration-videos 600 --refine-epochs 8
