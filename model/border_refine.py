@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from model.border_calibration import CROPS, PATHS, BorderCalibration, WindowCalibration, decoded_as_served
+from model.fastpaths import SharedTrunkGraph, exact_frames_graph, graph_info, logits_above_cut
 from model.frames_graph import SHARE_DEPTHS, GraphInfo, frame_feeds
 from model.meta import ModelMeta
 from model.network import FstCN
@@ -74,8 +75,6 @@ def collect_windows(
     """Decode each video as the service does (M clip pairs), cut the shared trunk's windows at both
     cuts and score the exact 18 crops with `exact_scores` (an exact frames graph's feeds -> (M*K, N)).
     Videos the service would refuse are skipped with a warning."""
-    from model.fastpaths import SharedTrunkGraph, graph_info
-
     network = network.eval()
     graphs = {share: SharedTrunkGraph(network, meta, share).eval() for share in SHARE_DEPTHS}
     info = graph_info(network, "shared", "lower")
@@ -117,17 +116,9 @@ class CalibratedUpper(torch.nn.Module):
         )
 
     def forward(self, spatial_in: Tensor, temporal_in: Tensor) -> Tensor:
-        net = self.network
-        assert net.spatial is not None and net.temporal is not None
         spatial_in = spatial_in * self.scale["spatial"] + self.shift["spatial"]
         temporal_in = temporal_in * self.scale["temporal"] + self.shift["temporal"]
-        if self.share == "branch":
-            spatial = net.spatial.fc(torch.flatten(net.spatial.branch.pool(spatial_in), 1))
-            temporal = net.temporal.above_branch(net.temporal.branch.pool(temporal_in))
-        else:
-            spatial, temporal = net.spatial(spatial_in), net.temporal(temporal_in)
-        fused = net.fusion(torch.cat([spatial, temporal], dim=1))
-        return F.log_softmax(net.classifier(fused), dim=1)
+        return F.log_softmax(logits_above_cut(self.network, self.share, spatial_in, temporal_in), dim=1)
 
     def calibration(self, template: WindowCalibration) -> WindowCalibration:
         return replace(
@@ -212,7 +203,6 @@ def exact_scorer(plain_path: str | Path, crop_size: int) -> tuple[ExactScorer, G
     import onnx
     import onnxruntime as ort
 
-    from model.fastpaths import exact_frames_graph
     from model.meta import PROBS_OUTPUT
 
     graph = exact_frames_graph(onnx.load(str(plain_path)))

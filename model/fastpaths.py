@@ -109,6 +109,23 @@ class _FramesGraph(nn.Module):
         return torch.cat([appearance, motion])
 
 
+def logits_above_cut(network: FstCN, share: str, spatial_in: Tensor, temporal_in: Tensor) -> Tensor:
+    """The layers above a shared trunk's cut: windows spatial (M*K, C, s, s) and temporal
+    (M*K*T, C, s, s), rows as `SharedTrunkGraph.cut_windows` gives them -> logits (M*K, N).
+    share="lower": both paths whole; share="branch": the windows are branch-conv maps, so each path
+    starts at its branch pool."""
+    assert network.spatial is not None and network.temporal is not None
+    if share == "branch":
+        spatial = network.spatial.fc(torch.flatten(network.spatial.branch.pool(spatial_in), 1))
+        temporal = network.temporal.branch.pool(temporal_in)  # (M*K*T, C', h, w)
+        temporal = network.temporal.above_branch(temporal)  # T-P, TCL, FC: (M*K, F)
+    else:
+        spatial, temporal = network.spatial(spatial_in), network.temporal(temporal_in)
+    fused = network.fusion(torch.cat([spatial, temporal], dim=1))
+    logits: Tensor = network.classifier(fused)
+    return logits
+
+
 class SharedTrunkGraph(_FramesGraph):
     """frames, indices, crop_index (K, s, s) into the (V, fh, fw) trunk maps, views (V,) -> probs.
 
@@ -153,16 +170,7 @@ class SharedTrunkGraph(_FramesGraph):
         if self.calibrated:
             spatial_in = spatial_in * self.spatial_scale + self.spatial_shift
             temporal_in = temporal_in * self.temporal_scale + self.temporal_shift
-        net = self.network
-        assert net.spatial is not None and net.temporal is not None
-        if self.share == "branch":
-            spatial = net.spatial.fc(torch.flatten(net.spatial.branch.pool(spatial_in), 1))
-            temporal = net.temporal.branch.pool(temporal_in)  # (M*K*T, C', h, w)
-            temporal = net.temporal.above_branch(temporal)  # T-P, TCL, FC: (M*K, F)
-        else:
-            spatial, temporal = net.spatial(spatial_in), net.temporal(temporal_in)
-        fused = net.fusion(torch.cat([spatial, temporal], dim=1))
-        return torch.softmax(net.classifier(fused), dim=1)
+        return torch.softmax(logits_above_cut(self.network, self.share, spatial_in, temporal_in), dim=1)
 
     def cut_windows(
         self,
