@@ -66,6 +66,7 @@ logger = logging.getLogger(__name__)
 
 OPSET = 17
 SHARE_DEPTHS = ("lower", "branch")
+INT64_MIN = -(2**63)  # a Slice end that runs past the first element of a negative step
 
 
 def graph_info(network: FstCN, crops: str, share: str = "lower", *, calibrated: bool = False) -> GraphInfo:
@@ -95,18 +96,24 @@ class _FramesGraph(nn.Module):
         self, frames: Tensor, appearance_index: Tensor, clip_index: Tensor, diff_index: Tensor
     ) -> Tensor:
         """frames uint8 (F, H, W, 3) -> float32 (M + M*T, 3, H, W): the M appearance frames
-        (x / 255 - mean) / std, then the M*T V_diff frames (V[t + d_t] - V[t]) * diff_scale / 255.
+        (x / 255 - mean) / std, then the M*T V_diff frames (V[t + d_t] - V[t]) * diff_scale / 255."""
+        motion = self.frame_differences(frames, clip_index, diff_index) * self.diff_scale
+        return torch.cat([self.appearance_frames(frames, appearance_index), motion])
 
-        Each set of frames is gathered and transposed to NCHW while still uint8 (a quarter of the bytes),
-        then the arithmetic runs on whole planes.
-        """
+    def appearance_frames(self, frames: Tensor, index: Tensor) -> Tensor:
+        """frames uint8 (F, H, W, 3), index (M,) -> normalised float32 (M, 3, H, W)."""
+        return (_planes(frames, index) / 255.0 - self.mean) / self.std
 
-        def planes(index: Tensor) -> Tensor:  # (n,) -> (n, 3, H, W) float32
-            return frames.index_select(0, index.reshape(-1)).permute(0, 3, 1, 2).float()
+    def frame_differences(self, frames: Tensor, clip_index: Tensor, diff_index: Tensor) -> Tensor:
+        """frames uint8 (F, H, W, 3), indices (M, T) -> V[t + d_t] - V[t], unscaled float32 (M*T, 3, H, W)."""
+        return _planes(frames, diff_index) - _planes(frames, clip_index)
 
-        appearance = (planes(appearance_index) / 255.0 - self.mean) / self.std
-        motion = (planes(diff_index) - planes(clip_index)) * self.diff_scale
-        return torch.cat([appearance, motion])
+
+def _planes(frames: Tensor, index: Tensor) -> Tensor:
+    """frames uint8 (F, H, W, 3) -> the indexed frames as float32 planes (n, 3, H, W).
+
+    The frames are gathered and transposed to NCHW while still uint8 (a quarter of the bytes)."""
+    return frames.index_select(0, index.reshape(-1)).permute(0, 3, 1, 2).float()
 
 
 def logits_above_cut(network: FstCN, share: str, spatial_in: Tensor, temporal_in: Tensor) -> Tensor:
@@ -121,9 +128,81 @@ def logits_above_cut(network: FstCN, share: str, spatial_in: Tensor, temporal_in
         temporal = network.temporal.above_branch(temporal)  # T-P, TCL, FC: (M*K, F)
     else:
         spatial, temporal = network.spatial(spatial_in), network.temporal(temporal_in)
+    return _classify(network, spatial, temporal)
+
+
+def logits_above_branch_channels_last(network: FstCN, spatial_in: Tensor, temporal_in: Tensor) -> Tensor:
+    """`logits_above_cut(network, "branch", ...)` on channels-last windows: spatial (M*K, s, s, C'),
+    temporal (M*K, s, s, T, C') -> logits (M*K, N).
+
+    The same function in the layout the window gather yields: the branch pools reduce the window axes,
+    the spatial FC takes its columns in (h, w, C) order, and the T-P operator starts from
+    (M*K, h*w, T, C'), its time-major form, so no window is transposed.
+    """
+    assert network.spatial is not None and network.temporal is not None
+    config = network.config
+    pooled = _max_pool_channels_last(spatial_in, config.branch_pool)  # (M*K, h, w, C')
+    first, rest = network.spatial.fc[0], network.spatial.fc[1:]
+    assert isinstance(first, nn.Linear)
+    side, channels = config.feature_size, config.branch_width  # plain ints: the permuted weight folds
+    # (D, C*h*w) -> (D, C, h, w) -> (D, h, w, C) -> (D, h*w*C)
+    weight = (
+        first.weight.reshape(-1, channels, side, side).permute(0, 2, 3, 1).reshape(first.out_features, -1)
+    )
+    spatial = rest(nn.functional.linear(torch.flatten(pooled, 1), weight, first.bias))
+    temporal = _max_pool_channels_last(temporal_in, config.temporal_pool_size)  # (M*K, h, w, T, C')
+    temporal = temporal.reshape(temporal.shape[0], -1, config.clip_length, channels)  # (M*K, h*w, T, C')
+    temporal = network.temporal.time_major_head(network.temporal.tp.on_time_major(temporal))  # (M*K, F)
+    return _classify(network, spatial, temporal)
+
+
+def _classify(network: FstCN, spatial: Tensor, temporal: Tensor) -> Tensor:
+    """The two paths' FC vectors (B, F) each -> logits (B, N)."""
     fused = network.fusion(torch.cat([spatial, temporal], dim=1))
     logits: Tensor = network.classifier(fused)
     return logits
+
+
+def _max_pool_channels_last(x: Tensor, pool: int) -> Tensor:
+    """MaxPool2d(pool, pool) over axes 1, 2 of (N, s, s, ...) -> (N, s // pool, s // pool, ...)."""
+    if pool == 1:
+        return x
+    side = x.shape[1] // pool
+    x = x[:, : side * pool, : side * pool]
+    return x.reshape(x.shape[0], side, pool, side, pool, *x.shape[3:]).amax(dim=(2, 4))
+
+
+class _FlippedView(torch.autograd.Function):
+    """`flipped_view` written as one ONNX Slice over two axes; traced, it was a Slice of the leading
+    frames and a negative-step Slice of that copy (0.9 ms of the branch graph's kernel time)."""
+
+    @staticmethod
+    def forward(ctx: Any, frames: Tensor, views: Tensor) -> Tensor:
+        return _flipped_view(frames, views)
+
+    @staticmethod
+    def symbolic(g: Any, frames: Any, views: Any) -> Any:
+        def const(values: list[int]) -> Any:
+            return g.op("Constant", value_t=torch.tensor(values, dtype=torch.int64))
+
+        rows = g.op("Slice", g.op("Shape", frames), const([0]), const([1]))  # [n]
+        num_views = g.op("Slice", g.op("Shape", views), const([0]), const([1]))  # [V]
+        count = g.op("Mul", rows, g.op("Sub", num_views, const([1])))  # [n * (V - 1)]
+        ends = g.op("Concat", count, const([INT64_MIN]), axis_i=0)
+        return g.op("Slice", frames, const([0, -1]), ends, const([0, -1]), const([1, -1]))
+
+
+
+def _flipped_view(frames: Tensor, views: Tensor) -> Tensor:
+    return frames[: frames.shape[0] * (views.shape[0] - 1)].flip(-1)
+
+
+def flipped_view(frames: Tensor, views: Tensor) -> Tensor:
+    """frames (n, 3, H, W), views (V,) -> view 1, the frames mirrored left-right, when V = 2; no frames
+    (0, 3, H, W) when V = 1 (no flipped crop asked for)."""
+    if torch.onnx.is_in_onnx_export():
+        return _FlippedView.apply(frames, views)  # type: ignore[no-any-return]
+    return _flipped_view(frames, views)
 
 
 class SharedTrunkGraph(_FramesGraph):
@@ -131,7 +210,8 @@ class SharedTrunkGraph(_FramesGraph):
 
     share="lower": the lower SCL runs on whole frames, everything above it per crop window.
     share="branch": each path's branch conv (Conv(3, 1), stride 1: windows stay aligned) runs on the
-    whole maps too; only its Pool(3, 3) and the layers above run per window.
+    whole maps too; only its Pool(3, 3) and the layers above run per window, on channels-last windows
+    (`logits_above_branch_channels_last`).
     calibration: `scale * window + shift` on each cut window (`model.border_calibration`), or none.
     """
 
@@ -164,6 +244,9 @@ class SharedTrunkGraph(_FramesGraph):
         crop_index: Tensor,
         views: Tensor,
     ) -> Tensor:
+        if self.share == "branch":
+            logits = self._branch_logits(frames, appearance_index, clip_index, diff_index, crop_index, views)
+            return torch.softmax(logits, dim=1)
         spatial_in, temporal_in = self.cut_windows(
             frames, appearance_index, clip_index, diff_index, crop_index, views
         )
@@ -184,46 +267,95 @@ class SharedTrunkGraph(_FramesGraph):
         """The whole-frame layers and the windows cut from their maps: spatial (M*K, C, s, s), rows
         (M, K); temporal (M*K*T, C, s, s), rows (M, K, T). C is the lower SCL's width, or the branch
         convs' with share="branch"."""
-        t = self.clip_length
-        num_clips = appearance_index.shape[0]
-        num_views = views.shape[0]
-        x = self.network_frames(frames, appearance_index, clip_index, diff_index)  # (n, 3, H, W), n = M + M*T
-        n = x.shape[0]
-        # view 1 (flipped frames) only when a flipped crop is asked for: an empty slice when V = 1. (Flipping
-        # the uint8 (F, H, W, 3) frames instead took 9 vs 4 ms in ORT's profile.)
-        flipped = x[: n * (num_views - 1)].flip(3)  # ((V-1)*n, 3, H, W)
-        # two passes instead of one over a concatenation: the small feature maps are joined, not the frames
-        features = torch.cat([self.network.lower(x), self.network.lower(flipped)])  # (V*n, C, fh, fw)
-        channels, fh, fw = features.shape[1], features.shape[2], features.shape[3]
-        maps = features.reshape(-1, n, channels, fh, fw)  # (V*n, C, fh, fw) -> (V, n, C, fh, fw)
-        app_maps = maps[:, :num_clips].reshape(-1, channels, fh, fw)  # (V*M, C, fh, fw)
-        mot_maps = maps[:, num_clips:].reshape(-1, channels, fh, fw)  # (V*M*T, C, fh, fw)
-        net = self.network
-        assert net.spatial is not None and net.temporal is not None
+        t, num_clips, s = self.clip_length, appearance_index.shape[0], self.side
+        app_maps, mot_maps = self.trunk_maps(frames, appearance_index, clip_index, diff_index, views)
+        channels = app_maps.shape[1]
+        # (M, K, 1, s*s, C) and (M, K, T, s*s, C) rows -> (rows, s, s, C) -> NCHW
+        spatial = self._window_rows(app_maps, num_clips, 1, crop_index, time_last=False)
+        temporal = self._window_rows(mot_maps, num_clips, t, crop_index, time_last=False)
+        return (
+            spatial.reshape(-1, s, s, channels).permute(0, 3, 1, 2),
+            temporal.reshape(-1, s, s, channels).permute(0, 3, 1, 2),
+        )
+
+    def trunk_maps(
+        self, frames: Tensor, appearance_index: Tensor, clip_index: Tensor, diff_index: Tensor, views: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """The whole-frame layers of every view, view-major: appearance (V*M, C, fh, fw), motion
+        (V*M*T, C, fh, fw); C is the lower SCL's width, or the branch convs' with share="branch".
+
+        Appearance and V_diff frames take separate passes (whole frames are never concatenated), the
+        flipped view is one Slice of each (`flipped_view`), and the V_diff scale is folded into the
+        motion passes' conv1 weights (its zero padding stays zero), so no pass of the graph multiplies
+        whole frames by it.
+        """
+        appearance = self.appearance_frames(frames, appearance_index)  # (M, 3, H, W)
+        motion = self.frame_differences(frames, clip_index, diff_index)  # (M*T, 3, H, W), unscaled
+        lower = self.network.lower
+        app_maps = torch.cat([lower(appearance), lower(flipped_view(appearance, views))])
+        mot_maps = torch.cat([self._motion_lower(motion), self._motion_lower(flipped_view(motion, views))])
         if self.share == "branch":
+            net = self.network
+            assert net.spatial is not None and net.temporal is not None
             app_maps = net.spatial.branch.conv(app_maps)  # (V*M, C', fh, fw)
             mot_maps = net.temporal.branch.conv(mot_maps)  # (V*M*T, C', fh, fw)
-        spatial_in = self._windows(app_maps, num_clips, 1, crop_index)  # (M*K, C, s, s)
-        temporal_in = self._windows(mot_maps, num_clips, t, crop_index)  # (M*K*T, C, s, s)
-        return spatial_in, temporal_in
+        return app_maps, mot_maps
 
-    def _windows(self, maps: Tensor, outer: int, inner: int, crop_index: Tensor) -> Tensor:
-        """maps (V*outer*inner, C, fh, fw), view-major -> the K crop windows (outer*K*inner, C, s, s).
+    def _motion_lower(self, differences: Tensor) -> Tensor:
+        """The lower SCL on unscaled V_diff frames (n, 3, H, W), diff_scale folded into conv1's weights."""
+        first_block, *above = self.network.lower.children()  # conv1's block: conv, [bn], relu, [lrn]
+        conv, *after_conv = first_block.children()
+        assert isinstance(conv, nn.Conv2d)
+        x = nn.functional.conv2d(
+            differences, conv.weight * self.diff_scale, conv.bias, conv.stride, conv.padding
+        )
+        for layer in (*after_conv, *above):
+            x = layer(x)
+        return x
 
-        One Gather of C-float rows puts the windows in (outer, K, inner) order (for the temporal path
-        (M, K, T): each crop's T frames together), so the windows need one NHWC -> NCHW transpose and no
-        reordering of clips and frames after the gather (with the per-view lower SCL: shared trunk 72
-        instead of 78 ms per request, side by side).
+    def _branch_logits(
+        self,
+        frames: Tensor,
+        appearance_index: Tensor,
+        clip_index: Tensor,
+        diff_index: Tensor,
+        crop_index: Tensor,
+        views: Tensor,
+    ) -> Tensor:
+        """share="branch": logits (M*K, N) from channels-last windows, calibrated in that layout."""
+        t, num_clips, s = self.clip_length, appearance_index.shape[0], self.side
+        app_maps, mot_maps = self.trunk_maps(frames, appearance_index, clip_index, diff_index, views)
+        channels = app_maps.shape[1]
+        spatial = self._window_rows(app_maps, num_clips, 1, crop_index, time_last=False)
+        spatial = spatial.reshape(-1, s, s, channels)  # (M*K, s, s, C')
+        temporal = self._window_rows(mot_maps, num_clips, t, crop_index, time_last=True)
+        temporal = temporal.reshape(-1, s, s, t, channels)  # (M*K, s, s, T, C')
+        if self.calibrated:  # (C', s, s) -> (s, s, C'), and (s, s, 1, C') across the T frames
+            spatial = spatial * self.spatial_scale.permute(1, 2, 0) + self.spatial_shift.permute(1, 2, 0)
+            temporal_scale = self.temporal_scale.permute(1, 2, 0).unsqueeze(2)
+            temporal = temporal * temporal_scale + self.temporal_shift.permute(1, 2, 0).unsqueeze(2)
+        return logits_above_branch_channels_last(self.network, spatial, temporal)
+
+    def _window_rows(
+        self, maps: Tensor, outer: int, inner: int, crop_index: Tensor, *, time_last: bool
+    ) -> Tensor:
+        """maps (V*outer*inner, C, fh, fw), view-major -> the K crops' windows as rows of C features,
+        ordered (outer, K, inner, s*s) or, with `time_last`, (outer, K, s*s, inner): (rows, C).
+
+        The maps become channels-last rows with one transpose that moves only C (the kind ONNX Runtime
+        does fast), and one Gather of C-float rows cuts every window in the order the layers above read.
         """
-        s, channels, fh, fw = self.side, maps.shape[1], maps.shape[2], maps.shape[3]
+        channels, plane = maps.shape[1], maps.shape[2] * maps.shape[3]
         count = outer * inner
-        # (V*count, C, fh, fw) -> (V, count, C, fh, fw) -> (count, V, fh, fw, C) -> (count*V*fh*fw, C)
-        rows = maps.reshape(-1, count, channels, fh, fw).permute(1, 0, 3, 4, 2).reshape(-1, channels)
-        positions = rows.shape[0] // count  # V*fh*fw rows per frame
-        first_row = torch.arange(count, device=maps.device).reshape(outer, 1, inner, 1) * positions
-        index = first_row + crop_index.reshape(1, crop_index.shape[0], 1, -1)  # (outer, K, inner, s*s)
-        windows = rows.index_select(0, index.reshape(-1))  # (outer*K*inner*s*s, C)
-        return windows.reshape(-1, s, s, channels).permute(0, 3, 1, 2)  # (outer*K*inner, s, s, C) -> NCHW
+        rows = maps.permute(0, 2, 3, 1).reshape(-1, channels)  # (V*count*fh*fw, C)
+        view = torch.div(crop_index, plane, rounding_mode="floor")  # crop_index = view*fh*fw + position
+        first = (crop_index + view * ((count - 1) * plane)).reshape(1, crop_index.shape[0], -1)  # (1, K, s*s)
+        frame = torch.arange(count, device=maps.device).reshape(outer, 1, inner) * plane  # (outer, 1, inner)
+        if time_last:
+            index = frame.unsqueeze(2) + first.unsqueeze(3)  # (outer, K, s*s, inner)
+        else:
+            index = frame.unsqueeze(3) + first.unsqueeze(2)  # (outer, K, inner, s*s)
+        return rows.index_select(0, index.reshape(-1))
 
 
 @dataclass(frozen=True)

@@ -181,8 +181,11 @@ class TPOperator(nn.Module):
 
     def time_major(self, x: Tensor) -> Tensor:
         """The same operator with the plane transposed: (B*T, C, H, W) -> (B, H*W, T, C)."""
-        x = self._per_clip(x).permute(0, 3, 1, 2)  # (B, T, C, H*W) -> (B, H*W, T, C)
-        out: Tensor = torch.matmul(x, self.P.t())  # (B, H*W, T, C) @ P^T: P on C -> (B, H*W, T, C)
+        return self.on_time_major(self._per_clip(x).permute(0, 3, 1, 2))  # (B, T, C, H*W) -> (B, H*W, T, C)
+
+    def on_time_major(self, x: Tensor) -> Tensor:
+        """P on the feature axis of features already in time-major order: (B, H*W, T, C) -> (B, H*W, T, C)."""
+        out: Tensor = torch.matmul(x, self.P.t())  # (B, H*W, T, C) @ P^T: P on C
         return out
 
     def _per_clip(self, x: Tensor) -> Tensor:
@@ -269,19 +272,25 @@ class TemporalPath(nn.Module):
         times both forms).
         """
         if self.onnx_time_major and torch.onnx.is_in_onnx_export():
-            x = self.tcl.time_major(self.tp.time_major(x))  # (B*T, C, h, w) -> (B, F_tcl, T, C)
-            first, rest = self.fc[0], self.fc[1:]
-            assert isinstance(first, nn.Linear)
-            # plain ints (not x.shape), so that the exporter folds the permuted weight into a constant
-            width, channels, t = self.tcl.width, int(self.tp.P.shape[0]), self.tp.clip_length
-            # (D, F_tcl*C*T) -> (D, F_tcl, C, T) -> (D, F_tcl, T, C) -> (D, F_tcl*T*C)
-            weight = (
-                first.weight.reshape(-1, width, channels, t).transpose(2, 3).reshape(-1, width * t * channels)
-            )
-            out: Tensor = rest(nn.functional.linear(torch.flatten(x, 1), weight, first.bias))
-            return out
+            return self.time_major_head(self.tp.time_major(x))  # (B*T, C, h, w) -> (B, h*w, T, C) -> (B, F)
         x = self.tcl(self.tp(x))  # (B*T, C, h, w) -> (B, h*w, C, T) -> (B, F_tcl, C, T)
         return self.fc(torch.flatten(x, 1))  # (B, F_tcl, C, T) -> (B, F_tcl*C*T) -> (B, F)
+
+    def time_major_head(self, x: Tensor) -> Tensor:
+        """TCL and FC stack on the T-P operator's output in time-major order: (B, h*w, T, C) -> (B, F).
+
+        The TCL runs on the transposed plane and the first FC takes its columns in that order."""
+        x = self.tcl.time_major(x)  # (B, h*w, T, C) -> (B, F_tcl, T, C)
+        first, rest = self.fc[0], self.fc[1:]
+        assert isinstance(first, nn.Linear)
+        # plain ints (not x.shape), so that the exporter folds the permuted weight into a constant
+        width, channels, t = self.tcl.width, int(self.tp.P.shape[0]), self.tp.clip_length
+        # (D, F_tcl*C*T) -> (D, F_tcl, C, T) -> (D, F_tcl, T, C) -> (D, F_tcl*T*C)
+        weight = (
+            first.weight.reshape(-1, width, channels, t).transpose(2, 3).reshape(-1, width * t * channels)
+        )
+        out: Tensor = rest(nn.functional.linear(torch.flatten(x, 1), weight, first.bias))
+        return out
 
 
 class FstCNFeatures(NamedTuple):

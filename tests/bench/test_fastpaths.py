@@ -13,9 +13,19 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from model.border_calibration import WindowCalibration
+from model.checkpoint import build_model_from_checkpoint, load_checkpoint, model_meta
 from model.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
 from model.export import export_model
-from model.fastpaths import example_frames, export_fast_graphs, export_trunk_graph, frames_graph_paths
+from model.fastpaths import (
+    SharedTrunkGraph,
+    example_frames,
+    export_fast_graphs,
+    export_trunk_graph,
+    frames_graph_paths,
+    graph_info,
+    logits_above_cut,
+)
 from model.frames_graph import (
     GRAPH_KEY,
     GraphInfo,
@@ -167,3 +177,44 @@ def test_frame_indices_pick_what_gather_clip_pairs_picks() -> None:
     app_ref, mot_ref = gather_clip_pairs(frames, times, plan)
     np.testing.assert_array_equal(frames[appearance], app_ref)
     np.testing.assert_array_equal(frames[diff].astype(np.int16) - frames[clip], mot_ref)
+
+
+@pytest.mark.parametrize("share", ["lower", "branch"])
+@pytest.mark.parametrize("overrides", [{}, {"temporal_pool": 1}, {"norm": "lrn"}])
+def test_trunk_graph_is_the_function_of_its_nchw_windows(
+    tmp_path: Path, share: str, overrides: dict[str, Any]
+) -> None:
+    """What the graph computes (V_diff scale folded into the motion conv1, channels-last windows and head
+    for share="branch", pools of 3 on 7 x 7 windows and of 1) equals what the calibration is fitted on:
+    `cut_windows`' NCHW windows, the calibration lines, `logits_above_cut`; for 18 and 9 crops."""
+    checkpoint = load_checkpoint(tiny_checkpoint(tmp_path / "ckpt.pt", **overrides))
+    network, _ = build_model_from_checkpoint(checkpoint)
+    meta = model_meta(checkpoint)
+    side, rng = network.config.lower_size, np.random.default_rng(0)
+    widths = {"lower": network.config.lower_widths[-1], "branch": network.config.branch_width}
+    lines = {
+        name: {
+            path: rng.normal(center, 0.2, (widths[share], side, side)).astype(np.float32)
+            for path in ("spatial", "temporal")
+        }
+        for name, center in (("scale", 1.0), ("shift", 0.0))
+    }
+    calibration = WindowCalibration(share, lines["scale"], lines["shift"], {}, {})
+    graph = SharedTrunkGraph(network.eval(), meta, share, calibration).eval()
+    info = graph_info(network, "shared", share, calibrated=True)
+    ex = example_frames(meta, 40, 57, num_clips=2, seed=7)
+    for crops in (18, 9):
+        feeds = frame_feeds(ex["frames"], ex["times"], ex["plan"], info, crops)
+        inputs = [torch.from_numpy(feeds[name]) for name in info.inputs]
+        with torch.no_grad():
+            got = graph(*inputs)
+            spatial, temporal = graph.cut_windows(*inputs)
+            scale, shift = ({p: torch.from_numpy(v[p]) for p in v} for v in (lines["scale"], lines["shift"]))
+            logits = logits_above_cut(
+                network,
+                share,
+                spatial * scale["spatial"] + shift["spatial"],
+                temporal * scale["temporal"] + shift["temporal"],
+            )
+        assert got.shape == (2 * crops, len(LABELS))
+        np.testing.assert_allclose(got.numpy(), torch.softmax(logits, dim=1).numpy(), atol=1e-6)
