@@ -192,7 +192,6 @@ class _FlippedView(torch.autograd.Function):
         return g.op("Slice", frames, const([0, -1]), ends, const([0, -1]), const([1, -1]))
 
 
-
 def _flipped_view(frames: Tensor, views: Tensor) -> Tensor:
     return frames[: frames.shape[0] * (views.shape[0] - 1)].flip(-1)
 
