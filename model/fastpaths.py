@@ -578,7 +578,7 @@ def export_trunk_graph(
     cut = calibration.cuts[share] if calibration is not None else None
     info = graph_info(network, "shared", share, calibrated=cut is not None)
     graph = SharedTrunkGraph(fold_batchnorm(network), meta, share, cut).eval()
-    onnx_model = _trace(graph, meta, info)
+    onnx_model = trace_frames_graph(graph, meta, info)
     onnx_model.metadata_props.add(key=META_KEY, value=meta.to_json())
     onnx_model.metadata_props.add(key=GRAPH_KEY, value=info.to_json())
     onnx.checker.check_model(onnx_model)
@@ -654,7 +654,7 @@ def example_frames(
     return {"frames": frames, "times": times, "plan": plan}
 
 
-def _trace(graph: SharedTrunkGraph, meta: ModelMeta, info: GraphInfo) -> onnx.ModelProto:
+def trace_frames_graph(graph: SharedTrunkGraph, meta: ModelMeta, info: GraphInfo) -> onnx.ModelProto:
     """Trace at a non-square size bigger than the crop; every axis but channels and T is dynamic."""
     size = meta.resize_short
     example = example_frames(meta, size + 3, size + 21, seed=1)

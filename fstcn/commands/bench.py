@@ -43,6 +43,12 @@ def command(
         "--write-fast-graphs",
         help="Only export NAME.frames.onnx and NAME.trunk.onnx beside --model (from --checkpoint) and exit.",
     ),
+    share: str = typer.Option(
+        "lower",
+        "--share",
+        help="--write-fast-graphs: how deep NAME.trunk.onnx shares the whole-frame computation: the lower "
+        "SCL ('lower') or up to the branch convs ('branch', faster; docs/performance.md).",
+    ),
 ) -> None:
     """Benchmark: per-stage timings, engines (ORT vs PyTorch, fast paths), SGEMM peak, decode, HTTP load.
 
@@ -64,7 +70,9 @@ def command(
 
         if model is None:
             raise typer.BadParameter("--write-fast-graphs needs --model")
-        written = export_fast_graphs(checkpoint or model.with_suffix(".pt"), model)
+        if share not in ("lower", "branch"):
+            raise typer.BadParameter(f"--share must be 'lower' or 'branch', got {share!r}")
+        written = export_fast_graphs(checkpoint or model.with_suffix(".pt"), model, share=share)
         for mode, result in written.items():
             console.print(f"{mode}: {result.onnx_path} (max |dp| {max(result.max_abs_diff.values()):.2g})")
         return

@@ -12,7 +12,9 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from fstcn.cli import app
 from model.border_calibration import WindowCalibration
 from model.checkpoint import build_model_from_checkpoint, load_checkpoint, model_meta
 from model.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
@@ -218,3 +220,17 @@ def test_trunk_graph_is_the_function_of_its_nchw_windows(
             )
         assert got.shape == (2 * crops, len(LABELS))
         np.testing.assert_allclose(got.numpy(), torch.softmax(logits, dim=1).numpy(), atol=1e-6)
+
+
+def test_fstcn_bench_writes_the_fast_graphs_at_the_asked_depth(tmp_path: Path) -> None:
+    checkpoint = tiny_checkpoint(tmp_path / "tiny.pt")
+    plain = export_model(checkpoint, tmp_path / "tiny.onnx", write_checkpoint=False).onnx_path
+    runner = CliRunner()
+    bad = runner.invoke(app, ["bench", "--model", str(plain), "--write-fast-graphs", "--share", "upper"])
+    assert bad.exit_code != 0 and "--share" in bad.output
+    assert not (tmp_path / "tiny.trunk.onnx").exists()
+    result = runner.invoke(app, ["bench", "--model", str(plain), "--write-fast-graphs", "--share", "branch"])
+    assert result.exit_code == 0, result.output
+    _, info = _meta_info(_session(tmp_path / "tiny.trunk.onnx"))
+    assert info.crops == "shared" and info.share == "branch"
+    assert _meta_info(_session(tmp_path / "tiny.frames.onnx"))[1].crops == "exact"
