@@ -212,6 +212,8 @@ class SharedTrunkGraph(_FramesGraph):
     whole maps too; only its Pool(3, 3) and the layers above run per window, on channels-last windows
     (`logits_above_branch_channels_last`).
     calibration: `scale * window + shift` on each cut window (`model.border_calibration`), or none.
+    `cut_windows` gives the NCHW windows the calibration is fitted on; the branch cut's forward does not
+    go through it (a subclass that changes the windows overrides forward too).
     """
 
     def __init__(
