@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -87,15 +88,16 @@ def create_app(
     return app
 
 
-def engine_from_settings(settings: Settings) -> Engine:
-    """Load the configured model (raises `service.engine.ModelLoadError`)."""
+def engine_from_settings(settings: Settings, model_path: Path | None = None) -> Engine:
+    """Load the configured model, or `model_path` on the same providers and threads without batching
+    (the recheck model), raising `service.engine.ModelLoadError`."""
     batching = (
         BatchingOptions(max_batch_size=settings.batch_max_size, max_delay_s=settings.batch_max_delay_s)
-        if settings.batching
+        if settings.batching and model_path is None
         else None
     )
     return Engine.load(
-        settings.model_path,
+        model_path or settings.model_path,
         providers=settings.provider_list,
         intra_op_threads=settings.intra_op_threads,
         trt_cache_dir=settings.trt_cache_dir,
@@ -108,12 +110,7 @@ def recheck_from_settings(settings: Settings, engine: Engine) -> Recheck | None:
     with the same sampling as the served `engine` (raises `service.engine.ModelLoadError`)."""
     if settings.recheck_model_path is None:
         return None
-    exact = Engine.load(
-        settings.recheck_model_path,
-        providers=settings.provider_list,
-        intra_op_threads=settings.intra_op_threads,
-        trt_cache_dir=settings.trt_cache_dir,
-    )
+    exact = engine_from_settings(settings, settings.recheck_model_path)
     served, other = engine.meta, exact.meta
     mismatched = [
         name
