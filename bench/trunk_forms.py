@@ -33,7 +33,7 @@ from model.border_calibration import BorderCalibration, calibration_path
 from model.checkpoint import build_model_from_checkpoint, load_checkpoint, model_meta
 from model.clips import plan_clip_pairs
 from model.export import fold_batchnorm
-from model.fastpaths import SHARE_DEPTHS, SharedTrunkGraph, graph_info, logits_above_cut, trace_frames_graph
+from model.fastpaths import SHARE_DEPTHS, SharedTrunkGraph, graph_info, trace_frames_graph
 from model.frames_graph import frame_feeds
 from model.meta import PROBS_OUTPUT
 
@@ -44,22 +44,8 @@ CLIPS, CROPS = 5, 18
 class PreviousTrunkGraph(SharedTrunkGraph):
     """The sixth session's layout of the same function, kept only for this comparison."""
 
-    def forward(
-        self,
-        frames: Tensor,
-        appearance_index: Tensor,
-        clip_index: Tensor,
-        diff_index: Tensor,
-        crop_index: Tensor,
-        views: Tensor,
-    ) -> Tensor:
-        spatial_in, temporal_in = self.cut_windows(
-            frames, appearance_index, clip_index, diff_index, crop_index, views
-        )
-        if self.calibrated:
-            spatial_in = spatial_in * self.spatial_scale + self.spatial_shift
-            temporal_in = temporal_in * self.temporal_scale + self.temporal_shift
-        return torch.softmax(logits_above_cut(self.network, self.share, spatial_in, temporal_in), dim=1)
+    def forward(self, *inputs: Tensor) -> Tensor:
+        return self.probs_from_cut_windows(*inputs)  # the NCHW windows for both cuts, as then
 
     def cut_windows(
         self,

@@ -213,7 +213,7 @@ class SharedTrunkGraph(_FramesGraph):
     (`logits_above_branch_channels_last`).
     calibration: `scale * window + shift` on each cut window (`model.border_calibration`), or none.
     `cut_windows` gives the NCHW windows the calibration is fitted on; the branch cut's forward does not
-    go through it (a subclass that changes the windows overrides forward too).
+    go through it (a subclass that changes the windows routes forward through `probs_from_cut_windows`).
     """
 
     def __init__(
@@ -245,12 +245,15 @@ class SharedTrunkGraph(_FramesGraph):
         crop_index: Tensor,
         views: Tensor,
     ) -> Tensor:
+        inputs = (frames, appearance_index, clip_index, diff_index, crop_index, views)
         if self.share == "branch":
-            logits = self._branch_logits(frames, appearance_index, clip_index, diff_index, crop_index, views)
-            return torch.softmax(logits, dim=1)
-        spatial_in, temporal_in = self.cut_windows(
-            frames, appearance_index, clip_index, diff_index, crop_index, views
-        )
+            return torch.softmax(self._branch_logits(*inputs), dim=1)
+        return self.probs_from_cut_windows(*inputs)
+
+    def probs_from_cut_windows(self, *inputs: Tensor) -> Tensor:
+        """`forward`'s inputs -> probs (M*K, N) through `cut_windows`' NCHW windows, the calibration lines
+        and `logits_above_cut`: the form the calibration is fitted in, and share="lower"'s graph."""
+        spatial_in, temporal_in = self.cut_windows(*inputs)
         if self.calibrated:
             spatial_in = spatial_in * self.spatial_scale + self.spatial_shift
             temporal_in = temporal_in * self.temporal_scale + self.temporal_shift

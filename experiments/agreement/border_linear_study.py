@@ -32,7 +32,7 @@ from model.border_calibration import (
 from model.checkpoint import build_model_from_checkpoint
 from model.clips import crop_boxes, plan_clip_pairs
 from model.export import fold_batchnorm
-from model.fastpaths import SharedTrunkGraph, graph_info, logits_above_cut
+from model.fastpaths import SharedTrunkGraph, graph_info
 from model.frames_graph import SHARE_DEPTHS, frame_feeds
 from service.fusion import fuse_scores
 from service.video.decode import decode_video, probe_video
@@ -60,8 +60,7 @@ class LinearCalibrated(SharedTrunkGraph):
     def forward(self, *inputs: Tensor) -> Tensor:
         """Both cuts through `cut_windows` (the branch cut's own forward gathers channels-last windows
         without it), so the linear map applies."""
-        spatial, temporal = self.cut_windows(*inputs)
-        return torch.softmax(logits_above_cut(self.network, self.share, spatial, temporal), dim=1)
+        return self.probs_from_cut_windows(*inputs)
 
 
 def main() -> None:
