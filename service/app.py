@@ -19,7 +19,6 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -88,17 +87,24 @@ def create_app(
     return app
 
 
-def engine_from_settings(settings: Settings, model_path: Path | None = None) -> Engine:
-    """Load the configured model, or `model_path` on the same providers and threads without batching
-    (the recheck model), raising `service.engine.ModelLoadError`."""
-    batching = (
-        BatchingOptions(max_batch_size=settings.batch_max_size, max_delay_s=settings.batch_max_delay_s)
-        if settings.batching and model_path is None
-        else None
-    )
+def engine_from_settings(settings: Settings, recheck_of: Engine | None = None) -> Engine:
+    """Load the configured model (raises `service.engine.ModelLoadError`); with `recheck_of`, the recheck
+    model instead, unbatched, on the providers that engine runs on (a GPU that did not load is then
+    neither probed nor reported a second time)."""
+    providers: list[str] | None
+    if recheck_of is not None:
+        assert settings.recheck_model_path is not None
+        path, providers, batching = settings.recheck_model_path, recheck_of.providers, None
+    else:
+        path, providers = settings.model_path, settings.provider_list
+        batching = (
+            BatchingOptions(max_batch_size=settings.batch_max_size, max_delay_s=settings.batch_max_delay_s)
+            if settings.batching
+            else None
+        )
     return Engine.load(
-        model_path or settings.model_path,
-        providers=settings.provider_list,
+        path,
+        providers=providers,
         intra_op_threads=settings.intra_op_threads,
         trt_cache_dir=settings.trt_cache_dir,
         batching=batching,
@@ -110,7 +116,7 @@ def recheck_from_settings(settings: Settings, engine: Engine) -> Recheck | None:
     with the same sampling as the served `engine` (raises `service.engine.ModelLoadError`)."""
     if settings.recheck_model_path is None:
         return None
-    exact = engine_from_settings(settings, settings.recheck_model_path)
+    exact = engine_from_settings(settings, recheck_of=engine)
     served, other = engine.meta, exact.meta
     mismatched = [
         name

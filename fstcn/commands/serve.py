@@ -61,7 +61,7 @@ def command(
 
     try:  # check the files once on CPU before the workers each load them
         checked = Engine.load(settings.model_path, providers=[CPU])
-        recheck = recheck_from_settings(settings.model_copy(update={"providers": "cpu"}), checked)
+        recheck = recheck_from_settings(settings, checked)  # on the CPU, as `checked`
         checked.close()
         if recheck is not None:
             recheck.engine.close()

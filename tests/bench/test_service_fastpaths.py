@@ -117,3 +117,33 @@ def test_recheck_model_must_match_the_served_model(
         recheck_from_settings(Settings(model_path=paths["branch"], recheck_model_path=other_plain), served)
     with pytest.raises(ValueError, match="recheck_model_path"):
         Settings(model_path=paths["branch"], recheck_model_path=tmp_path / "missing.onnx")
+
+
+def test_recheck_model_runs_where_the_served_model_runs_and_adds_no_fallback_line(
+    models: tuple[Path, dict[str, Path]], caplog: pytest.LogCaptureFixture
+) -> None:
+    """On auto providers without a GPU the served model reports the CPU fallback in one line; the recheck
+    model then opens on the served engine's providers: no second GPU probe, no second line."""
+    import logging
+
+    import onnxruntime as ort
+
+    from service.app import engine_from_settings, recheck_from_settings
+    from service.engine import CUDA, ModelLoadError
+    from service.settings import Settings
+
+    plain_path, paths = models
+    if CUDA in ort.get_available_providers():
+        try:  # only meaningful where the GPU providers do not really load
+            Engine.load(paths["exact"], providers=[CUDA]).close()
+            pytest.skip("CUDA really loads on this machine")
+        except ModelLoadError:
+            pass
+    settings = Settings(model_path=paths["branch"], recheck_model_path=paths["exact"], providers="auto")
+    with caplog.at_level(logging.INFO, logger="service.engine"):
+        served = engine_from_settings(settings)
+        recheck = recheck_from_settings(settings, served)
+    assert recheck is not None and recheck.engine.providers == served.providers == ["CPUExecutionProvider"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "running on CPU" in warnings[0]
+    assert sum("loaded model" in r.getMessage() for r in caplog.records) == 2
