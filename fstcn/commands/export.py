@@ -59,11 +59,21 @@ def command(
             min=0,
         ),
     ] = 4,
+    fast_graphs: Annotated[
+        str,
+        typer.Option(
+            "--fast-graphs",
+            help="Also write the fast-path frames graphs beside it (after the calibration, which they "
+            "use): NAME.frames.onnx (exact crops) and NAME.trunk.onnx sharing the whole-frame work up to "
+            "'lower' (the lower SCL) or 'branch' (the branch convs too: faster); 'none' = neither.",
+        ),
+    ] = "none",
 ) -> None:
     """Export a checkpoint to ONNX (softmax probs, dynamic batch, metadata key "fstcn"), verify it with
     ONNX Runtime against PyTorch (max |dp| <= 1e-4, fp16: 1e-2) and write NAME.pt (fp16 weights) beside it.
     With --calibrate-shared, also fit the shared trunk's border calibration (NAME.border.npz) and refine
-    it on the decision for --refine-epochs epochs."""
+    it on the decision for --refine-epochs epochs; with --fast-graphs, write the frames graphs the
+    service serves fastest (docs/performance.md)."""
     import logging
 
     from rich.console import Console
@@ -73,6 +83,12 @@ def command(
 
     console = Console()
     logging.basicConfig(level=logging.WARNING)
+    if fast_graphs not in ("none", "lower", "branch"):
+        console.print(f"[bold red]error[/]: --fast-graphs must be none, lower or branch, got {fast_graphs!r}")
+        raise typer.Exit(code=2)
+    if fast_graphs != "none" and fp16:
+        console.print("[bold red]error[/]: the fast graphs are float32 graphs; export without --fp16")
+        raise typer.Exit(code=2)
     try:
         ckpt = load_checkpoint(checkpoint)
         real = None
@@ -173,3 +189,16 @@ def command(
                 before, after = cut.decision_kl
                 console.print(f"    refined: per-crop KL to exact crops {before:.4f} -> {after:.4f}")
         console.print(f"  border calibration: {path}")
+    if fast_graphs != "none":
+        from model.fastpaths import export_fast_graphs
+
+        with console.status(f"exporting the fast graphs ({fast_graphs} shared trunk)"):
+            try:
+                written = export_fast_graphs(ckpt, result.onnx_path, share=fast_graphs)
+            except ExportVerificationError as error:
+                console.print(f"[bold red]fast-graph verification failed[/]: {error}")
+                raise typer.Exit(code=1) from error
+        for mode, graph in written.items():
+            console.print(
+                f"  {mode} frames graph: {graph.onnx_path} (max |dp| {max(graph.max_abs_diff.values()):.2g})"
+            )

@@ -234,3 +234,21 @@ def test_fstcn_bench_writes_the_fast_graphs_at_the_asked_depth(tmp_path: Path) -
     _, info = _meta_info(_session(tmp_path / "tiny.trunk.onnx"))
     assert info.crops == "shared" and info.share == "branch"
     assert _meta_info(_session(tmp_path / "tiny.frames.onnx"))[1].crops == "exact"
+
+
+def test_fstcn_export_writes_the_fast_graphs_beside_the_model(tmp_path: Path) -> None:
+    checkpoint = tiny_checkpoint(tmp_path / "train.pt")
+    out = tmp_path / "models" / "tiny.onnx"
+    runner = CliRunner()
+    export = ["export", "--checkpoint", str(checkpoint), "--out", str(out), "--version", "v1"]
+    bad = runner.invoke(app, [*export, "--fast-graphs", "upper"])
+    assert bad.exit_code == 2 and "--fast-graphs" in bad.output and not out.exists()
+    fp16 = runner.invoke(app, [*export, "--fp16", "--fast-graphs", "lower"])
+    assert fp16.exit_code == 2 and "--fp16" in fp16.output and not out.exists()
+    result = runner.invoke(app, [*export, "--fast-graphs", "branch"])
+    assert result.exit_code == 0, result.output
+    paths = frames_graph_paths(out)
+    meta, info = _meta_info(_session(paths["shared"]))
+    assert info.share == "branch" and (meta.name, meta.version) == ("tiny", "v1")
+    assert _meta_info(_session(paths["exact"]))[1].crops == "exact"
+    assert "frames graph" in result.output
