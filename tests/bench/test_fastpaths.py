@@ -252,3 +252,17 @@ def test_fstcn_export_writes_the_fast_graphs_beside_the_model(tmp_path: Path) ->
     assert info.share == "branch" and (meta.name, meta.version) == ("tiny", "v1")
     assert _meta_info(_session(paths["exact"]))[1].crops == "exact"
     assert "frames graph" in result.output
+
+
+def test_trunk_forms_bench_compares_two_layouts_of_one_function(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m bench.trunk_forms` on the tiny preset (pools of 3 on 7 x 7 windows): the previous and the
+    current layout give the same probabilities on the decoded bench clip, for both cuts."""
+    from bench.trunk_forms import main
+
+    checkpoint = tiny_checkpoint(tmp_path / "tiny.pt")
+    main(["--checkpoint", str(checkpoint), "--repeats", "1", "--threads", "1", "--cache", str(tmp_path)])
+    lines = [line for line in capsys.readouterr().out.splitlines() if "current vs previous" in line]
+    assert [line.split(":")[0] for line in lines] == ["lower", "branch"]
+    assert all(float(line.rsplit("max |dp| ", 1)[1]) < 1e-5 for line in lines)
