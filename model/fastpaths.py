@@ -212,8 +212,9 @@ class SharedTrunkGraph(_FramesGraph):
     whole maps too; only its Pool(3, 3) and the layers above run per window, on channels-last windows
     (`logits_above_branch_channels_last`).
     calibration: `scale * window + shift` on each cut window (`model.border_calibration`), or none.
-    `cut_windows` gives the NCHW windows the calibration is fitted on; the branch cut's forward does not
-    go through it (a subclass that changes the windows routes forward through `probs_from_cut_windows`).
+    forward cuts the windows channels-last and calibrates them in that layout; `cut_windows` gives the
+    same windows NCHW, as the calibration is fitted on them, and `probs_from_cut_windows` is forward's
+    function in that form (a subclass that changes `cut_windows` routes forward through it).
     """
 
     def __init__(
@@ -232,7 +233,7 @@ class SharedTrunkGraph(_FramesGraph):
         if calibration is not None:
             if calibration.share != share:
                 raise ValueError(f"a calibration of the {calibration.share!r} cut for share={share!r}")
-            for path in ("spatial", "temporal"):  # (C, s, s): broadcast over the windows (N, C, s, s)
+            for path in ("spatial", "temporal"):  # (C, s, s), as fitted on NCHW windows (N, C, s, s)
                 self.register_buffer(f"{path}_scale", torch.from_numpy(calibration.scale[path]))
                 self.register_buffer(f"{path}_shift", torch.from_numpy(calibration.shift[path]))
 
@@ -245,14 +246,27 @@ class SharedTrunkGraph(_FramesGraph):
         crop_index: Tensor,
         views: Tensor,
     ) -> Tensor:
-        inputs = (frames, appearance_index, clip_index, diff_index, crop_index, views)
-        if self.share == "branch":
-            return torch.softmax(self._branch_logits(*inputs), dim=1)
-        return self.probs_from_cut_windows(*inputs)
+        time_last = self.share == "branch"  # the branch head reads (M*K, s, s, T, C')
+        spatial, temporal = self._channels_last_windows(
+            frames, appearance_index, clip_index, diff_index, crop_index, views, time_last=time_last
+        )
+        if self.calibrated:  # (C, s, s) -> (s, s, C), and (s, s, 1, C) across the T frames when time-last
+            spatial = spatial * self.spatial_scale.permute(1, 2, 0) + self.spatial_shift.permute(1, 2, 0)
+            scale, shift = (line.permute(1, 2, 0) for line in (self.temporal_scale, self.temporal_shift))
+            if time_last:
+                scale, shift = scale.unsqueeze(2), shift.unsqueeze(2)
+            temporal = temporal * scale + shift
+        if time_last:
+            logits = logits_above_branch_channels_last(self.network, spatial, temporal)
+        else:  # NCHW right at the per-window branch convs: ORT folds this transpose into their input reorder
+            logits = logits_above_cut(
+                self.network, "lower", spatial.permute(0, 3, 1, 2), temporal.permute(0, 3, 1, 2)
+            )
+        return torch.softmax(logits, dim=1)
 
     def probs_from_cut_windows(self, *inputs: Tensor) -> Tensor:
         """`forward`'s inputs -> probs (M*K, N) through `cut_windows`' NCHW windows, the calibration lines
-        and `logits_above_cut`: the form the calibration is fitted in, and share="lower"'s graph."""
+        and `logits_above_cut`: the form the calibration is fitted in (forward computes the same)."""
         spatial_in, temporal_in = self.cut_windows(*inputs)
         if self.calibrated:
             spatial_in = spatial_in * self.spatial_scale + self.spatial_shift
@@ -271,16 +285,10 @@ class SharedTrunkGraph(_FramesGraph):
         """The whole-frame layers and the windows cut from their maps: spatial (M*K, C, s, s), rows
         (M, K); temporal (M*K*T, C, s, s), rows (M, K, T). C is the lower SCL's width, or the branch
         convs' with share="branch"."""
-        t, num_clips, s = self.clip_length, appearance_index.shape[0], self.side
-        app_maps, mot_maps = self.trunk_maps(frames, appearance_index, clip_index, diff_index, views)
-        channels = app_maps.shape[1]
-        # (M, K, 1, s*s, C) and (M, K, T, s*s, C) rows -> (rows, s, s, C) -> NCHW
-        spatial = self._window_rows(app_maps, num_clips, 1, crop_index, time_last=False)
-        temporal = self._window_rows(mot_maps, num_clips, t, crop_index, time_last=False)
-        return (
-            spatial.reshape(-1, s, s, channels).permute(0, 3, 1, 2),
-            temporal.reshape(-1, s, s, channels).permute(0, 3, 1, 2),
+        spatial, temporal = self._channels_last_windows(
+            frames, appearance_index, clip_index, diff_index, crop_index, views, time_last=False
         )
+        return spatial.permute(0, 3, 1, 2), temporal.permute(0, 3, 1, 2)
 
     def trunk_maps(
         self, frames: Tensor, appearance_index: Tensor, clip_index: Tensor, diff_index: Tensor, views: Tensor
@@ -317,7 +325,7 @@ class SharedTrunkGraph(_FramesGraph):
             x = layer(x)
         return x
 
-    def _branch_logits(
+    def _channels_last_windows(
         self,
         frames: Tensor,
         appearance_index: Tensor,
@@ -325,20 +333,18 @@ class SharedTrunkGraph(_FramesGraph):
         diff_index: Tensor,
         crop_index: Tensor,
         views: Tensor,
-    ) -> Tensor:
-        """share="branch": logits (M*K, N) from channels-last windows, calibrated in that layout."""
+        *,
+        time_last: bool,
+    ) -> tuple[Tensor, Tensor]:
+        """The windows channels-last: spatial (M*K, s, s, C); temporal (M*K*T, s, s, C), rows (M, K, T),
+        or with `time_last` (M*K, s, s, T, C), each crop's T frames side by side at every position."""
         t, num_clips, s = self.clip_length, appearance_index.shape[0], self.side
         app_maps, mot_maps = self.trunk_maps(frames, appearance_index, clip_index, diff_index, views)
         channels = app_maps.shape[1]
         spatial = self._window_rows(app_maps, num_clips, 1, crop_index, time_last=False)
-        spatial = spatial.reshape(-1, s, s, channels)  # (M*K, s, s, C')
-        temporal = self._window_rows(mot_maps, num_clips, t, crop_index, time_last=True)
-        temporal = temporal.reshape(-1, s, s, t, channels)  # (M*K, s, s, T, C')
-        if self.calibrated:  # (C', s, s) -> (s, s, C'), and (s, s, 1, C') across the T frames
-            spatial = spatial * self.spatial_scale.permute(1, 2, 0) + self.spatial_shift.permute(1, 2, 0)
-            temporal_scale = self.temporal_scale.permute(1, 2, 0).unsqueeze(2)
-            temporal = temporal * temporal_scale + self.temporal_shift.permute(1, 2, 0).unsqueeze(2)
-        return logits_above_branch_channels_last(self.network, spatial, temporal)
+        temporal = self._window_rows(mot_maps, num_clips, t, crop_index, time_last=time_last)
+        temporal_shape = (-1, s, s, t, channels) if time_last else (-1, s, s, channels)
+        return spatial.reshape(-1, s, s, channels), temporal.reshape(temporal_shape)
 
     def _window_rows(
         self, maps: Tensor, outer: int, inner: int, crop_index: Tensor, *, time_last: bool
