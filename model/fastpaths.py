@@ -317,7 +317,10 @@ class SharedTrunkGraph(_FramesGraph):
         """The lower SCL on unscaled V_diff frames (n, 3, H, W), diff_scale folded into conv1's weights."""
         first_block, *above = self.network.lower.children()  # conv1's block: conv, [bn], relu, [lrn]
         conv, *after_conv = first_block.children()
-        assert isinstance(conv, nn.Conv2d)
+        assert (
+            isinstance(conv, nn.Conv2d) and conv.padding_mode == "zeros"
+        )  # the fold keeps zero padding zero
+        assert conv.groups == 1 and conv.dilation == (1, 1)
         x = nn.functional.conv2d(
             differences, conv.weight * self.diff_scale, conv.bias, conv.stride, conv.padding
         )
