@@ -34,8 +34,8 @@ from model.checkpoint import build_model_from_checkpoint, load_checkpoint, model
 from model.clips import plan_clip_pairs
 from model.export import fold_batchnorm
 from model.fastpaths import SHARE_DEPTHS, SharedTrunkGraph, graph_info, trace_frames_graph
-from model.frames_graph import frame_feeds
-from model.meta import PROBS_OUTPUT
+from model.frames_graph import GraphInfo, frame_feeds
+from model.meta import PROBS_OUTPUT, ModelMeta
 
 SHIPPED_CHECKPOINT = Path("models/fstcn-small.pt")
 CLIPS, CROPS = 5, 18
@@ -88,17 +88,15 @@ class PreviousTrunkGraph(SharedTrunkGraph):
         return windows.reshape(-1, s, s, channels).permute(0, 3, 1, 2)
 
 
-def request_feeds(checkpoint: dict[str, object], cache: Path) -> dict[str, np.ndarray]:
-    """The bench clip's frames-graph feeds for a shared-trunk graph: 5 clips x 18 crops."""
+def request_feeds(meta: ModelMeta, info: GraphInfo, cache: Path) -> dict[str, np.ndarray]:
+    """The bench clip's feeds for a shared-trunk graph described by `info`: 5 clips x 18 crops."""
     from service.video.decode import decode_video, probe_video
 
-    network, _ = build_model_from_checkpoint(checkpoint)
-    meta = model_meta(checkpoint)
     video = bench_video(cache, CLIP)
-    info = probe_video(video)
-    plan = plan_clip_pairs(0.0, info.duration_s - 1.0 / info.fps, meta.sampling, CLIPS)
+    probe = probe_video(video)
+    plan = plan_clip_pairs(0.0, probe.duration_s - 1.0 / probe.fps, meta.sampling, CLIPS)
     decoded = decode_video(video, resize_short=meta.resize_short, times=plan.all_times())
-    return frame_feeds(decoded.frames, decoded.times, plan, graph_info(network, "shared"), CROPS)
+    return frame_feeds(decoded.frames, decoded.times, plan, info, CROPS)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -118,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     meta = model_meta(checkpoint)
     calibration_file = args.calibration or calibration_path(args.checkpoint.with_suffix(".onnx"))
     calibration = BorderCalibration.load(calibration_file) if calibration_file.is_file() else None
-    feeds = request_feeds(checkpoint, args.cache)
+    feeds = request_feeds(meta, graph_info(network, "shared"), args.cache)
     sessions, probs = {}, {}
     for share in SHARE_DEPTHS:
         cut = calibration.cuts[share] if calibration is not None else None

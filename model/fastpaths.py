@@ -54,6 +54,7 @@ from model.frames_graph import (
     DIFF_INDEX_INPUT,
     FRAMES_INPUT,
     GRAPH_KEY,
+    SHARE_DEPTHS,
     VIEWS_INPUT,
     GraphInfo,
     frame_feeds,
@@ -65,7 +66,6 @@ from model.network import FstCN
 logger = logging.getLogger(__name__)
 
 OPSET = 17
-SHARE_DEPTHS = ("lower", "branch")
 INT64_MIN = -(2**63)  # a Slice end that runs past the first element of a negative step
 
 

@@ -66,11 +66,11 @@ def command(
     console = Console(stderr=True)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if write_fast_graphs:
-        from model.fastpaths import export_fast_graphs
+        from model.fastpaths import SHARE_DEPTHS, export_fast_graphs
 
         if model is None:
             raise typer.BadParameter("--write-fast-graphs needs --model")
-        if share not in ("lower", "branch"):
+        if share not in SHARE_DEPTHS:
             raise typer.BadParameter(f"--share must be 'lower' or 'branch', got {share!r}")
         written = export_fast_graphs(checkpoint or model.with_suffix(".pt"), model, share=share)
         for mode, result in written.items():

@@ -83,7 +83,9 @@ def command(
 
     console = Console()
     logging.basicConfig(level=logging.WARNING)
-    if fast_graphs not in ("none", "lower", "branch"):
+    from model.frames_graph import SHARE_DEPTHS
+
+    if fast_graphs not in ("none", *SHARE_DEPTHS):
         console.print(f"[bold red]error[/]: --fast-graphs must be none, lower or branch, got {fast_graphs!r}")
         raise typer.Exit(code=2)
     if fast_graphs != "none" and fp16:
