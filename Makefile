@@ -31,7 +31,8 @@ test: venv-dev lint
 lint: venv-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy service
+	scripts/typecheck-tree build/typecheck
+	MYPYPATH=build/typecheck $(BIN)/mypy -p fstcn.core -p fstcn.service
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

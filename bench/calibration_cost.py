@@ -12,10 +12,10 @@ import json
 import statistics
 from pathlib import Path
 
-from bench.core import interleaved
-from bench.runner import cpu_session
-from model.fastpaths import calibration_beside, example_frames, export_trunk_graph
-from model.frames_graph import frame_feeds
+from fstcn.bench.core import interleaved
+from fstcn.bench.runner import cpu_session
+from fstcn.core.frames_graph import frame_feeds
+from fstcn.model.fastpaths import calibration_beside, example_frames, export_trunk_graph
 
 MODEL = Path("models/fstcn-small.onnx")
 

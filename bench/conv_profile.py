@@ -4,7 +4,7 @@ GFLOP/s and its share of the SGEMM peak measured in the same run (bench/RESULTS.
     python -m bench.conv_profile                         # the shipped model, one request's 90 rows
     python -m bench.conv_profile --model models/x.onnx --checkpoint models/x.pt --rows 18
 
-FLOPs are 2 x the layer's multiply-accumulates from `model.network.layer_summary` at the same batch
+FLOPs are 2 x the layer's multiply-accumulates from `fstcn.model.network.layer_summary` at the same batch
 (the lower SCL runs on 6 frames per row); kernel times come from ORT's profiler (the layer's fused
 Conv+ReLU kernels, both of them where the export runs the lower SCL twice).
 """
@@ -22,10 +22,10 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from bench.core import random_plain_feeds, sgemm_peak
-from bench.runner import cpu_session, measured_kernels
-from model.checkpoint import build_model_from_checkpoint
-from model.network import layer_summary
+from fstcn.bench.core import random_plain_feeds, sgemm_peak
+from fstcn.bench.runner import cpu_session, measured_kernels
+from fstcn.model.checkpoint import build_model_from_checkpoint
+from fstcn.model.network import layer_summary
 
 # ORT kernel name (fused Conv+ReLU, named after its output) -> layer_summary row of that conv
 _KERNEL_LAYER = (

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from model.meta import APPEARANCE_INPUT, MOTION_INPUT
+from fstcn.core.meta import APPEARANCE_INPUT, MOTION_INPUT
 
 SETTLE_S = 0.2  # pause before each timed call (see `interleaved`)
 
@@ -214,10 +214,10 @@ class NetworkFlops:
 
 
 def network_flops(config: Any, num_classes: int) -> NetworkFlops:
-    """MACs per plain row from `model.network.layer_summary` (a meta-device forward: no weights)."""
+    """MACs per plain row from `fstcn.model.network.layer_summary` (a meta-device forward: no weights)."""
     import torch
 
-    from model.network import FstCN, layer_summary
+    from fstcn.model.network import FstCN, layer_summary
 
     with torch.device("meta"):
         model = FstCN(config, num_classes)
@@ -230,7 +230,7 @@ def network_flops(config: Any, num_classes: int) -> NetworkFlops:
 
 def lower_conv_macs(config: Any, height: int, width: int) -> int:
     """MACs of the lower SCL convs on one height x width frame (same shape rules as the network)."""
-    from model.presets import conv_out
+    from fstcn.core.presets import conv_out
 
     total, h, w, channels = 0, height, width, 3
     for index, (out_channels, kernel, stride) in enumerate(
@@ -248,7 +248,7 @@ def lower_conv_macs(config: Any, height: int, width: int) -> int:
 
 
 def _lower_map(config: Any, size: int) -> int:
-    from model.presets import conv_out
+    from fstcn.core.presets import conv_out
 
     for index, (kernel, stride) in enumerate(zip(config.lower_kernels, config.lower_strides, strict=True)):
         size = conv_out(size, kernel, stride, kernel // 2)

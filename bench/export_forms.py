@@ -1,5 +1,5 @@
 """The export forms of the plain ONNX graph, side by side in one run on ONNX Runtime's CPU provider, same
-weights: as trained (PyTorch's own layout), and each of the two rewrites `model.network` makes when
+weights: as trained (PyTorch's own layout), and each of the two rewrites `fstcn.model.network` makes when
 exporting, alone and together (the default):
 
 - time-major TCL (`TemporalPath.onnx_time_major`): the T-P operator and the TCL on the transposed (T, C)
@@ -26,11 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.core import interleaved, random_plain_feeds
-from bench.runner import cpu_session, measured_kernels
-from model.checkpoint import build_model_from_checkpoint
-from model.export import fold_batchnorm, onnx_graph
-from model.meta import PROBS_OUTPUT
+from fstcn.bench.core import interleaved, random_plain_feeds
+from fstcn.bench.runner import cpu_session, measured_kernels
+from fstcn.core.meta import PROBS_OUTPUT
+from fstcn.model.checkpoint import build_model_from_checkpoint
+from fstcn.model.export import fold_batchnorm, onnx_graph
 
 SHIPPED_CHECKPOINT = Path("models/fstcn-small.pt")
 AS_TRAINED = "as trained"

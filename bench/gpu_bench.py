@@ -45,7 +45,7 @@ def _median_time(fn: Any, iters: int, sync: Any) -> tuple[float, list[float]]:
 def _decoder(resize_short: int) -> tuple[str, Any]:
     """(name, decode(path, times) -> (frames uint8 (F, h, w, 3), times (F,))) with PyAV or OpenCV."""
     try:
-        from service.video.decode import decode_video
+        from fstcn.core.video.decode import decode_video
 
         def decode_av(path: Path, times: Any) -> tuple[Any, Any]:
             video = decode_video(path, resize_short=resize_short, times=times)
@@ -55,7 +55,7 @@ def _decoder(resize_short: int) -> tuple[str, Any]:
     except ImportError:
         import cv2
 
-        from model.clips import nearest_frame_indices, resized_size
+        from fstcn.core.clips import nearest_frame_indices, resized_size
 
         def decode_cv2(path: Path, times: Any) -> tuple[Any, Any]:
             capture = cv2.VideoCapture(str(path))
@@ -88,7 +88,7 @@ def _video(path: Path | None, work: Path) -> Path:
         return cached
     target = work / "clip.mp4"
     try:
-        from bench.media import write_bench_video
+        from fstcn.bench.media import write_bench_video
 
         return write_bench_video(target, 10.0, 320, 240)
     except ImportError:
@@ -126,9 +126,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from model.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
-    from model.network import fstcn
-    from model.train import make_meta
+    from fstcn.core.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
+    from fstcn.model.network import fstcn
+    from fstcn.model.train import make_meta
 
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
@@ -250,8 +250,8 @@ def _onnxruntime(
         return "skipped"
     if "CUDAExecutionProvider" not in ort.get_available_providers() and not on_cpu:
         return f"onnxruntime {ort.__version__} without CUDAExecutionProvider (onnxruntime-gpu not installed)"
-    from model.export import onnx_graph
-    from service.engine import Engine
+    from fstcn.model.export import onnx_graph
+    from fstcn.service.engine import Engine
 
     cpu_network = network.cpu().float()
     graphs = {}
@@ -292,7 +292,7 @@ def _ort_breakdown(engine: Any, app: Any, mot: Any, iters: int) -> dict[str, Any
     so no host-to-device copy of the float32 inputs) and ONNX Runtime's own per-operator profile."""
     import onnxruntime as ort
 
-    from model.meta import APPEARANCE_INPUT, MOTION_INPUT, PROBS_OUTPUT
+    from fstcn.core.meta import APPEARANCE_INPUT, MOTION_INPUT, PROBS_OUTPUT
 
     on_gpu = engine.provider != "cpu"
     device = "cuda" if on_gpu else "cpu"
@@ -333,14 +333,15 @@ def _preset_graph_path(tmp: Path, preset: str, precision: str) -> Path:
 
 
 def _service_pipeline(plain: Path, video: Path, args: Any, budget_left: Any, save: Any) -> dict[str, Any]:
-    """The service's data plane, `service.pipeline.Pipeline.predict_file` (probe, decode, preprocess,
+    """The service's data plane, `fstcn.service.pipeline.Pipeline.predict_file` (probe, decode, preprocess,
     infer, fuse; 5 clips x 18 crops, SCI) on one video at a time, for the preset's plain fp32 graph
     `plain`, the shipped model and their frames graphs (preprocessing in the graph; shared trunk to the
     lower SCL and to the branch convs): per-stage and total medians in ms."""
-    from model.fastpaths import export_exact_graph
-    from service.engine import Engine
-    from service.pipeline import Pipeline, PredictOptions
-    from service.video.decode import VideoLimits
+    from fstcn.core.options import PredictOptions
+    from fstcn.core.video.decode import VideoLimits
+    from fstcn.model.fastpaths import export_exact_graph
+    from fstcn.service.engine import Engine
+    from fstcn.service.pipeline import Pipeline
 
     tmp, shipped = plain.parent, SHIPPED_MODEL
     builders = {
@@ -385,7 +386,7 @@ def _service_pipeline(plain: Path, video: Path, args: Any, budget_left: Any, sav
 
 def _trunk_graph_path(shipped: Path, tmp: Path, share: str) -> Path:
     """The shipped model's shared-trunk frames graph, whole-frame work up to `share` ("lower", "branch")."""
-    from model.fastpaths import calibration_beside, export_trunk_graph
+    from fstcn.model.fastpaths import calibration_beside, export_trunk_graph
 
     out = tmp / f"shipped.{share}.onnx"
     calibration = calibration_beside(shipped)

@@ -18,11 +18,11 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from bench.core import interleaved, random_plain_feeds
-from model.export import onnx_graph
-from model.meta import PROBS_OUTPUT
-from model.network import fstcn
-from model.train import make_meta
+from fstcn.bench.core import interleaved, random_plain_feeds
+from fstcn.core.meta import PROBS_OUTPUT
+from fstcn.model.export import onnx_graph
+from fstcn.model.network import fstcn
+from fstcn.model.train import make_meta
 
 
 def main(argv: list[str] | None = None) -> None:

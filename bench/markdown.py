@@ -1,5 +1,5 @@
 """Markdown layout of a benchmark run (for bench/RESULTS.md): `python -m bench.markdown results.json`.
-The content of each table comes from `bench.tables`; this module only writes pipe tables."""
+The content of each table comes from `fstcn.bench.tables`; this module only writes pipe tables."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.tables import Table, tables
+from fstcn.bench.tables import Table, tables
 
 
 def _cells(cells: list[str]) -> str:

@@ -3,7 +3,7 @@
 With a model (default `models/fstcn-small.onnx`) the fast graphs are its sidecars NAME.frames.onnx and
 NAME.trunk.onnx when they exist, else they are exported into the bench cache from the model's checkpoint
 twin NAME.pt (or `--checkpoint`), with the border calibration NAME.border.npz beside the model when there
-is one (`model.border_calibration`). Without a model file a randomly initialised `small` network is
+is one (`fstcn.model.border_calibration`). Without a model file a randomly initialised `small` network is
 exported into the cache: speed does not depend on the weights (agreement does: it needs a trained model).
 """
 
@@ -29,8 +29,13 @@ class BenchModels:
 
 
 def prepare_models(model: Path | None, checkpoint: Path | None, cache: Path) -> BenchModels:
-    from model.border_calibration import calibration_path
-    from model.fastpaths import calibration_beside, export_exact_graph, export_trunk_graph, frames_graph_paths
+    from fstcn.model.border_calibration import calibration_path
+    from fstcn.model.fastpaths import (
+        calibration_beside,
+        export_exact_graph,
+        export_trunk_graph,
+        frames_graph_paths,
+    )
 
     trained = True
     if model is None:
@@ -68,9 +73,9 @@ def _random_small(root: Path) -> tuple[Path, Path]:
     """A randomly initialised `small` FstCN (10 classes), exported once into `root`."""
     import torch
 
-    from model.checkpoint import save_checkpoint
-    from model.export import export_model
-    from model.network import fstcn
+    from fstcn.model.checkpoint import save_checkpoint
+    from fstcn.model.export import export_model
+    from fstcn.model.network import fstcn
 
     onnx_path, checkpoint = root / "random-small.onnx", root / "random-small.pt"
     if onnx_path.is_file() and checkpoint.is_file():

@@ -1,5 +1,5 @@
 """Console layout of a benchmark run (rich), for `fstcn bench`. The content of each table comes from
-`bench.tables`; this module only turns them into rich tables."""
+`fstcn.bench.tables`; this module only turns them into rich tables."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from rich.console import Group
 from rich.markup import escape
 from rich.table import Table as RichTable
 
-from bench.tables import Table, tables
+from fstcn.bench.tables import Table, tables
 
 
 def rich_table(table: Table) -> RichTable:

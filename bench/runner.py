@@ -7,7 +7,7 @@ Sections (each optional, `--sections`):
              shared trunk; achieved GFLOP/s from the architecture's FLOP count.
 - profile:   ONNX Runtime's profiler on the plain and shared graphs, time per op type; the convolutions'
              GFLOP/s against the SGEMM peak.
-- stages:    the data plane (`service.pipeline.Pipeline.predict_file`) per stage: decode, preprocess,
+- stages:    the data plane (`fstcn.service.pipeline.Pipeline.predict_file`) per stage: decode, preprocess,
              infer, fuse, for the plain, exact-frames and shared-trunk models.
 - decode:    probe + decode of only the sampled frames + sampling, 10-minute vs 10-second 640x360 H.264.
 - ort:       session options one at a time against the engine's defaults (optimisation level, threads,
@@ -36,16 +36,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from bench.core import Stats, interleaved, load_average, machine, ratio_stats, request_flops, sgemm_peak
-from bench.media import CLIP, LONG, LONG_GOP50, SHORT, SHORT_GOP50, bench_video
-from bench.models import BenchModels, prepare_models
+from fstcn.bench.core import Stats, interleaved, load_average, machine, ratio_stats, request_flops, sgemm_peak
+from fstcn.bench.media import CLIP, LONG, LONG_GOP50, SHORT, SHORT_GOP50, bench_video
+from fstcn.bench.models import BenchModels, prepare_models
 
 logger = logging.getLogger(__name__)
 
 SECTIONS = ("peak", "engines", "profile", "stages", "decode", "ort", "http", "agreement")
 QUICK_SECTIONS = ("peak", "engines", "stages", "decode", "http")
 CLIPS, CROPS = 5, 18
-# agreement: leads under which `service.pipeline.Recheck` would re-score a video exactly (the first is the
+# agreement: leads under which the service's `Recheck` would re-score a video exactly (the first is the
 # service's default, FSTCN_RECHECK_MARGIN)
 RECHECK_MARGINS = (0.05, 0.01, 0.02, 0.03, 0.075, 0.1, 0.15, 0.2)
 
@@ -165,10 +165,10 @@ class Request:
 
 
 def _request(models: BenchModels, video: Path, clips: int = CLIPS, crops: int = CROPS) -> tuple[Request, Any]:
-    from model.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
-    from model.frames_graph import frame_feeds
-    from service.engine import read_graph_info, read_model_meta
-    from service.video.decode import decode_video, probe_video
+    from fstcn.core.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
+    from fstcn.core.frames_graph import frame_feeds
+    from fstcn.core.video.decode import decode_video, probe_video
+    from fstcn.service.engine import read_graph_info, read_model_meta
 
     plain = cpu_session(models.plain, 1)
     meta = read_model_meta(plain, models.plain)
@@ -192,7 +192,7 @@ def _ms(values: list[float]) -> dict[str, float]:
 def _config_of(models: BenchModels) -> Any:
     import torch
 
-    from model.presets import FstCNConfig
+    from fstcn.core.presets import FstCNConfig
 
     checkpoint = torch.load(models.checkpoint, map_location="cpu", weights_only=True)
     return FstCNConfig.from_dict(checkpoint["config"]), len(checkpoint["labels"])
@@ -215,10 +215,10 @@ def section_peak(config: BenchConfig, models: BenchModels, results: dict[str, An
 def section_engines(config: BenchConfig, models: BenchModels, results: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from model.checkpoint import build_model_from_checkpoint
-    from model.clips import gather_clip_pairs, network_inputs
-    from model.export import fold_batchnorm
-    from model.frames_graph import GraphInfo, frame_feeds
+    from fstcn.core.clips import gather_clip_pairs, network_inputs
+    from fstcn.core.frames_graph import GraphInfo, frame_feeds
+    from fstcn.model.checkpoint import build_model_from_checkpoint
+    from fstcn.model.export import fold_batchnorm
 
     request, meta = _request(models, bench_video(config.cache, CLIP))
     plain = cpu_session(models.plain, config.threads)
@@ -358,9 +358,9 @@ def section_profile(config: BenchConfig, models: BenchModels, results: dict[str,
 
 
 def _pipeline(path: Path, threads: int, batching: bool = False) -> Any:
-    from service.engine import BatchingOptions, Engine
-    from service.pipeline import Pipeline
-    from service.video.decode import VideoLimits
+    from fstcn.core.video.decode import VideoLimits
+    from fstcn.service.engine import BatchingOptions, Engine
+    from fstcn.service.pipeline import Pipeline
 
     engine = Engine.load(
         path,
@@ -373,7 +373,7 @@ def _pipeline(path: Path, threads: int, batching: bool = False) -> Any:
 
 
 def section_stages(config: BenchConfig, models: BenchModels, results: dict[str, Any]) -> dict[str, Any]:
-    from service.pipeline import PredictOptions
+    from fstcn.core.options import PredictOptions
 
     video = bench_video(config.cache, CLIP)
     pipelines = {
@@ -407,9 +407,9 @@ def section_stages(config: BenchConfig, models: BenchModels, results: dict[str, 
 
 
 def section_decode(config: BenchConfig, models: BenchModels, results: dict[str, Any]) -> dict[str, Any]:
-    from model.clips import gather_clip_pairs, plan_clip_pairs
-    from service.engine import read_model_meta
-    from service.video.decode import VideoLimits, decode_video, probe_video
+    from fstcn.core.clips import gather_clip_pairs, plan_clip_pairs
+    from fstcn.core.video.decode import VideoLimits, decode_video, probe_video
+    from fstcn.service.engine import read_model_meta
 
     meta = read_model_meta(cpu_session(models.plain, 1), models.plain)
     limits = VideoLimits(max_duration_s=3600.0, max_frames=1_000_000)
@@ -492,7 +492,7 @@ def section_ort(config: BenchConfig, models: BenchModels, results: dict[str, Any
 
 
 def section_http(config: BenchConfig, models: BenchModels, results: dict[str, Any]) -> dict[str, Any]:
-    from bench.loadgen import run_load, served
+    from fstcn.bench.loadgen import run_load, served
 
     video = bench_video(config.cache, CLIP)
     threads = {"FSTCN_INTRA_OP_THREADS": str(config.threads)}
@@ -543,8 +543,8 @@ def section_http(config: BenchConfig, models: BenchModels, results: dict[str, An
 
 
 def section_agreement(config: BenchConfig, models: BenchModels, results: dict[str, Any]) -> dict[str, Any]:
-    from service.errors import ServiceError
-    from service.pipeline import PredictOptions
+    from fstcn.core.errors import FstcnError
+    from fstcn.core.options import PredictOptions
 
     if config.data is None or not config.data.is_dir():
         return {"skipped": f"no dataset folder (--data), got {config.data}"}
@@ -567,7 +567,7 @@ def section_agreement(config: BenchConfig, models: BenchModels, results: dict[st
     for index, video in enumerate(videos):
         try:
             found = {name: pipe.predict_file(video, options) for name, pipe in pipelines.items()}
-        except ServiceError as error:
+        except FstcnError as error:
             logger.warning("skipping %s: %s", video, error)
             continue
         for name, prediction in found.items():
@@ -594,7 +594,7 @@ def section_agreement(config: BenchConfig, models: BenchModels, results: dict[st
         if name == "exact_18":
             continue
         ordered = np.sort(fused, axis=1)
-        lead = ordered[:, -1] - ordered[:, -2]  # what `service.pipeline.Recheck` compares with its margin
+        lead = ordered[:, -1] - ordered[:, -2]  # what the service's `Recheck` compares
         out[f"top1_agreement_{name}"] = float(np.mean(top == exact))
         out[f"disagreements_{name}"] = [
             f"{video}: {labels[a]} vs {labels[b]} (lead {gap:.4f})"

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from model.clips import plan_clip_pairs
-from model.frames_graph import crop_box_array, frame_feeds, snapped_offsets
-from service.engine import Engine
-from service.fusion import fuse_scores
-from service.video.decode import decode_video, probe_video
+from fstcn.core.clips import plan_clip_pairs
+from fstcn.core.frames_graph import crop_box_array, frame_feeds, snapped_offsets
+from fstcn.core.fusion import fuse_scores
+from fstcn.core.video.decode import decode_video, probe_video
+from fstcn.service.engine import Engine
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".webm", ".mkv", ".mov")
 

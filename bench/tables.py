@@ -1,6 +1,6 @@
 """What a benchmark report shows: one `Table` (title, column headers, rows of strings) per part of a
-`bench.runner.run` results dict, in report order, with every number already formatted. `bench.markdown`
-(bench/RESULTS.md) and `bench.report` (`fstcn bench`'s console) only lay these tables out, so the two
+`runner.run` results dict, in report order, with every number already formatted. `fstcn.bench.markdown`
+(bench/RESULTS.md) and `fstcn.bench.report` (`fstcn bench`'s console) only lay these tables out, so the two
 always show the same figures; a section that did not run (or a partial result) gives no table."""
 
 from __future__ import annotations
@@ -298,5 +298,5 @@ SECTIONS: tuple[Callable[[dict[str, Any]], list[Table]], ...] = (
 
 
 def tables(results: dict[str, Any]) -> list[Table]:
-    """Every table of a (possibly partial) results dict of `bench.runner.run`, in report order."""
+    """Every table of a (possibly partial) results dict of `fstcn.bench.runner.run`, in report order."""
     return [table for section in SECTIONS for table in section(results)]

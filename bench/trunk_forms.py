@@ -5,7 +5,7 @@ CPU provider, same weights and calibration, one request of the bench clip (5 cli
   V_diff scale multiplied in, the flipped view sliced off and then flipped (two copies), the windows
   gathered in frame-major order after a general transpose of the maps, and every window transposed
   back to NCHW before the layers above;
-- current (`model.fastpaths.SharedTrunkGraph`): separate passes, the scale folded into the motion
+- current (`fstcn.model.fastpaths.SharedTrunkGraph`): separate passes, the scale folded into the motion
   conv1, one Slice for the flipped view, view-major rows, and for share="branch" channels-last windows
   all the way into the head (docs/performance.md, "What the shared graphs spend outside the convs").
 
@@ -26,16 +26,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bench.core import interleaved, ratio_stats
-from bench.media import CLIP, bench_video
-from bench.runner import cpu_session
-from model.border_calibration import BorderCalibration, calibration_path
-from model.checkpoint import build_model_from_checkpoint, load_checkpoint, model_meta
-from model.clips import plan_clip_pairs
-from model.export import fold_batchnorm
-from model.fastpaths import SHARE_DEPTHS, SharedTrunkGraph, graph_info, trace_frames_graph
-from model.frames_graph import GraphInfo, frame_feeds
-from model.meta import PROBS_OUTPUT, ModelMeta
+from fstcn.bench.core import interleaved, ratio_stats
+from fstcn.bench.media import CLIP, bench_video
+from fstcn.bench.runner import cpu_session
+from fstcn.core.clips import plan_clip_pairs
+from fstcn.core.frames_graph import GraphInfo, frame_feeds
+from fstcn.core.meta import PROBS_OUTPUT, ModelMeta
+from fstcn.model.border_calibration import BorderCalibration, calibration_path
+from fstcn.model.checkpoint import build_model_from_checkpoint, load_checkpoint, model_meta
+from fstcn.model.export import fold_batchnorm
+from fstcn.model.fastpaths import SHARE_DEPTHS, SharedTrunkGraph, graph_info, trace_frames_graph
 
 SHIPPED_CHECKPOINT = Path("models/fstcn-small.pt")
 CLIPS, CROPS = 5, 18
@@ -90,7 +90,7 @@ class PreviousTrunkGraph(SharedTrunkGraph):
 
 def request_feeds(meta: ModelMeta, info: GraphInfo, cache: Path) -> dict[str, np.ndarray]:
     """The bench clip's feeds for a shared-trunk graph described by `info`: 5 clips x 18 crops."""
-    from service.video.decode import decode_video, probe_video
+    from fstcn.core.video.decode import decode_video, probe_video
 
     video = bench_video(cache, CLIP)
     probe = probe_video(video)

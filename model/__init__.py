@@ -1,5 +1,5 @@
 """FstCN training package.
 
-This package's `__init__` and the numpy-only modules (`model.meta`, `model.clips`) never import torch:
-the service imports them. Everything that needs torch lives in its own modules and is imported there.
+The torch side of the project: the network, training, export and analysis. It imports the core
+(`fstcn.core`) and never the service.
 """

@@ -1,6 +1,6 @@
 """Training and validation samples cut from cached frames, through the serving code path.
 
-Every array the network sees in training is produced by `model.clips`: clip times by
+Every array the network sees in training is produced by `fstcn.core.clips`: clip times by
 `clip_pair_times`, frame lookup by `nearest_frame_indices`/`gather_clip_pairs`, and the crop +
 normalisation by `network_inputs` (the exact function the service calls). Augmentation only chooses
 *which* pixels go in: a random start t0 (temporal jitter over the whole video), a random appearance
@@ -21,7 +21,7 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-from model.clips import (
+from fstcn.core.clips import (
     ClipPlan,
     CropBox,
     clip_pair_times,
@@ -30,7 +30,7 @@ from model.clips import (
     network_inputs,
     plan_clip_pairs,
 )
-from model.meta import ModelMeta
+from fstcn.core.meta import ModelMeta
 
 
 @dataclass(frozen=True)

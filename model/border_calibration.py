@@ -1,7 +1,7 @@
 """Border calibration of the shared trunk: an affine map on each cut window that brings it closer to
 what exact crops compute.
 
-A window of the shared trunk (`model.fastpaths.SharedTrunkGraph`) is cut from feature maps computed on
+A window of the shared trunk (`fstcn.model.fastpaths.SharedTrunkGraph`) is cut from feature maps computed on
 the whole frame, so near its edges it has seen the frame around the crop; an exact crop's convs saw zero
 padding there. The difference is largest on the window's outer ring. For each path (spatial: appearance
 frames; temporal: V_diff frames) and each element (channel, row, column) of the s x s window, this
@@ -34,13 +34,13 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from model.clips import ClipPlan, crop_boxes, plan_clip_pairs
-from model.frames_graph import SHARE_DEPTHS, GraphInfo, frame_feeds, snapped_offsets
-from model.meta import ModelMeta
-from model.network import FstCN
+from fstcn.core.clips import ClipPlan, crop_boxes, plan_clip_pairs
+from fstcn.core.frames_graph import SHARE_DEPTHS, GraphInfo, frame_feeds, snapped_offsets
+from fstcn.core.meta import ModelMeta
+from fstcn.model.network import FstCN
 
 if TYPE_CHECKING:
-    from service.video.decode import DecodedVideo
+    from fstcn.core.video.decode import DecodedVideo
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class WindowCalibration:
     # mean squared difference to the exact crops' values, per path, before and after, on the fit's data
     mse_before: dict[str, float]
     mse_after: dict[str, float]
-    # refined on the decision (`model.border_refine`): mean per-crop KL(exact || shared), before and after
+    # refined on the decision (`border_refine`): mean per-crop KL(exact || shared), before and after
     decision_kl: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
@@ -78,7 +78,7 @@ class BorderCalibration:
     cuts: dict[str, WindowCalibration]
     videos: int
     data: str
-    refine_epochs: int = 0  # epochs of `model.border_refine` on top of the least-squares lines; 0 = none
+    refine_epochs: int = 0  # epochs of `border_refine` on top of the least-squares lines; 0 = none
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -187,7 +187,7 @@ def fit_border_calibration(
     """Fit both cuts' calibrations of `network` (eval mode, BatchNorm folded or not) on `videos`
     (each sampled as the service samples it: M clip pairs x 18 crops). A video the service would
     refuse (unreadable, too short) is skipped with a warning; ValueError when none is left."""
-    from model.fastpaths import SharedTrunkGraph, graph_info  # fastpaths imports this module
+    from fstcn.model.fastpaths import SharedTrunkGraph, graph_info  # fastpaths imports this module
 
     if len(videos) < 1:
         raise ValueError("no videos to calibrate on")
@@ -236,8 +236,8 @@ def decoded_as_served(
     """(1-based number, decoded frames, plan) of each video decoded as the service does: M clip pairs
     spread over the video, only their frames decoded. A video the service would refuse (unreadable,
     too short) is skipped with a warning naming `purpose`."""
-    from service.errors import ServiceError
-    from service.video.decode import decode_video, probe_video
+    from fstcn.core.errors import FstcnError
+    from fstcn.core.video.decode import decode_video, probe_video
 
     m = meta.sampling.num_clips
     for number, video in enumerate(videos, 1):
@@ -245,7 +245,7 @@ def decoded_as_served(
             probe = probe_video(Path(video))
             plan = plan_clip_pairs(0.0, max(probe.duration_s - 1.0 / probe.fps, 0.0), meta.sampling, m)
             decoded = decode_video(Path(video), resize_short=meta.resize_short, times=plan.all_times())
-        except (ServiceError, OSError, ValueError) as error:
+        except (FstcnError, OSError, ValueError) as error:
             logger.warning("%s: skipping %s: %s", purpose, video, error)
             continue
         yield number, decoded, plan

@@ -1,6 +1,6 @@
 """Refine a border calibration on what the service decides, not on feature values.
 
-`model.border_calibration` fits each window element's line `exact ~ scale * shared + shift` by least
+`fstcn.model.border_calibration` fits each window element's line `exact ~ scale * shared + shift` by least
 squares on the cut features. Those lines treat every channel and position alike, while the decision
 depends on a few directions of them. This module keeps the same form (so the exported graphs, the
 `.border.npz` file and the service do not change) and tunes `scale` and `shift` by gradient descent so
@@ -25,11 +25,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from model.border_calibration import CROPS, PATHS, BorderCalibration, WindowCalibration, decoded_as_served
-from model.fastpaths import SharedTrunkGraph, exact_frames_graph, graph_info, logits_above_cut
-from model.frames_graph import SHARE_DEPTHS, GraphInfo, frame_feeds
-from model.meta import ModelMeta
-from model.network import FstCN
+from fstcn.core.frames_graph import SHARE_DEPTHS, GraphInfo, frame_feeds
+from fstcn.core.meta import ModelMeta
+from fstcn.model.border_calibration import (
+    CROPS,
+    PATHS,
+    BorderCalibration,
+    WindowCalibration,
+    decoded_as_served,
+)
+from fstcn.model.fastpaths import SharedTrunkGraph, exact_frames_graph, graph_info, logits_above_cut
+from fstcn.model.network import FstCN
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +148,7 @@ def shared_probs(upper: CalibratedUpper, data: WindowSet, batch_clips: int = 16)
 
 def video_agreement(shared: Tensor, exact: Tensor) -> float:
     """Share of videos whose SCI-fused top-1 is the same: probabilities (V, M, K, N) each."""
-    from service.fusion import fuse_scores
+    from fstcn.core.fusion import fuse_scores
 
     def top1(probs: Tensor) -> int:  # (M, K, N) -> the fused video's best class
         return int(np.argmax(fuse_scores(probs.numpy()).video_scores))
@@ -203,7 +209,7 @@ def exact_scorer(plain_path: str | Path, crop_size: int) -> tuple[ExactScorer, G
     import onnx
     import onnxruntime as ort
 
-    from model.meta import PROBS_OUTPUT
+    from fstcn.core.meta import PROBS_OUTPUT
 
     graph = exact_frames_graph(onnx.load(str(plain_path)))
     session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])

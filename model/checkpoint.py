@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.meta import ModelMeta, SamplingParams
-from model.network import FstCN
-from model.presets import FstCNConfig
+from fstcn.core.meta import ModelMeta, SamplingParams
+from fstcn.core.presets import FstCNConfig
+from fstcn.model.network import FstCN
 
 CHECKPOINT_VERSION = 1
 REQUIRED_KEYS = ("preset", "config", "labels", "sampling", "state_dict", "epoch")

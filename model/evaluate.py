@@ -1,10 +1,10 @@
 """Video-level evaluation of an FstCN model (an exported ONNX file or a PyTorch checkpoint) on a dataset.
 
 For each video: decode every frame (short side = the model's `resize_short`, via the service's
-decoder), plan and gather the M clip pairs and cut all 18 crops with `model.clips` (the same code the
+decoder), plan and gather the M clip pairs and cut all 18 crops with `fstcn.core.clips` (the same code the
 service runs), run the network once, and reshape its probabilities to (M, 18, N). The 1-, 2- and
 9-crop results are subsets of those 18 rows (`CROP_SUBSETS`: `crop_boxes(..., 18)[:9]` are the nine
-unflipped positions, index 4 is the centre and 9 + 4 its flip), fused with `service.fusion` both with
+unflipped positions, index 4 is the centre and 9 + 4 its flip), fused with `fstcn.core.fusion` both with
 SCI weighting and the plain mean. The report holds top-1/top-5 for every (fusion, crops) pair, and
 per-class accuracy, the confusion matrix and per-video predictions for the headline setting (SCI, 18
 crops by default). torch is imported only when a checkpoint is evaluated.
@@ -24,11 +24,11 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from model.clips import CROP_COUNTS, crop_boxes, gather_clip_pairs, network_inputs, plan_clip_pairs
-from model.datasets import VideoSample
-from model.meta import APPEARANCE_INPUT, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
-from service.errors import ServiceError
-from service.fusion import FUSION_METHODS, fuse_scores
+from fstcn.core.clips import CROP_COUNTS, crop_boxes, gather_clip_pairs, network_inputs, plan_clip_pairs
+from fstcn.core.errors import FstcnError
+from fstcn.core.fusion import FUSION_METHODS, fuse_scores
+from fstcn.core.meta import APPEARANCE_INPUT, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
+from fstcn.model.datasets import VideoSample
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class OnnxPredictor:
     def __init__(
         self, path: Path | str, *, batch_size: int = 64, providers: Sequence[str] | None = None
     ) -> None:
-        from service.engine import Engine, ModelLoadError
+        from fstcn.service.engine import Engine, ModelLoadError
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -117,7 +117,7 @@ class TorchPredictor:
     def __init__(self, path: Path | str, *, batch_size: int = 32, device: str | None = None) -> None:
         import torch
 
-        from model.checkpoint import build_model_from_checkpoint
+        from fstcn.model.checkpoint import build_model_from_checkpoint
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -152,7 +152,7 @@ def load_predictor(path: Path | str, *, batch_size: int = 64, device: str | None
 
 
 # What a broken or unsupported file raises while decoding (anything else is a bug and propagates).
-DECODE_ERRORS: tuple[type[Exception], ...] = (ServiceError, av.error.FFmpegError, OSError, ValueError)
+DECODE_ERRORS: tuple[type[Exception], ...] = (FstcnError, av.error.FFmpegError, OSError, ValueError)
 
 DecodeFn = Callable[[Path, int], tuple[npt.NDArray[np.uint8], npt.NDArray[np.float64]]]
 
@@ -160,7 +160,7 @@ DecodeFn = Callable[[Path, int], tuple[npt.NDArray[np.uint8], npt.NDArray[np.flo
 def _decode_all_frames(
     path: Path, resize_short: int
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float64]]:
-    from service.video.decode import decode_video
+    from fstcn.core.video.decode import decode_video
 
     decoded = decode_video(path, resize_short=resize_short)
     return decoded.frames, decoded.times

@@ -2,7 +2,7 @@
 on the actor.
 
 For one video: decode every frame at the model's `resize_short`, cut the M clip pairs with
-`model.clips` (the code the service runs), predict the video as evaluation does (M clip pairs x K
+`fstcn.core.clips` (the code the service runs), predict the video as evaluation does (M clip pairs x K
 crops, SCI fusion), pick the clip pair whose fused clip score for the explained class is highest, and
 back-propagate that class's pre-softmax logit to the network inputs of its centre crop: the appearance
 frame (3, c, c) and the l_t V_diff frames (T, 3, c, c). A saliency map is the maximum over the colour
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from model.clips import (
+from fstcn.core.clips import (
     CROP_COUNTS,
     CropBox,
     crop_boxes,
@@ -41,8 +41,9 @@ from model.clips import (
     network_inputs,
     plan_clip_pairs,
 )
-from model.meta import ModelMeta
-from service.fusion import fuse_scores
+from fstcn.core.fusion import fuse_scores
+from fstcn.core.meta import ModelMeta
+from fstcn.models import default_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ __all__ = [
 ]
 
 # The PyTorch twin of the shipped default model (`fstcn export` writes NAME.pt beside NAME.onnx).
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "fstcn-small.pt"
+DEFAULT_CHECKPOINT = default_model_path().with_suffix(".pt")
 SALIENCY_METHODS = ("gradient", "gradient_x_input")
 FloatArray = npt.NDArray[np.float32]
 
@@ -91,7 +92,7 @@ def resolve_checkpoint(path: Path | str | None) -> Path:
 
 def load_explainer(path: Path | str | None, device: str = "cpu") -> tuple[Any, ModelMeta]:
     """(FstCN in eval mode, its ModelMeta) from a checkpoint path (see `resolve_checkpoint`)."""
-    from model.checkpoint import build_model_from_checkpoint
+    from fstcn.model.checkpoint import build_model_from_checkpoint
 
     model, meta = build_model_from_checkpoint(resolve_checkpoint(path), map_location=device)
     return model.eval(), meta
@@ -364,7 +365,7 @@ def decode_all_frames(
     path: Path, resize_short: int
 ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float64], int]:
     """Every frame of `path` (exact timestamps, no seeking) and its display rotation."""
-    from service.video.decode import decode_video
+    from fstcn.core.video.decode import decode_video
 
     decoded = decode_video(path, resize_short=resize_short)
     return decoded.frames, decoded.times, decoded.info.rotation
@@ -524,7 +525,7 @@ def explanation_masks(
     """Figure masks of an explanation's inputs: appearance (c, c) and V_diff (T, c, c), the latter the
     union of the masks of the two frames each difference is taken between.
 
-    `masks` is `model.synth.dataset.load_masks(...)` of the same video: one mask per encoded frame, which
+    `masks` is `synth.dataset.load_masks(...)` of the same video: one mask per encoded frame, which
     is one per decoded frame (checked by the caller)."""
     stride = int(masks["stride"])
     frame_size = (int(masks["frame_size"][0]), int(masks["frame_size"][1]))
@@ -610,8 +611,8 @@ def measure_saliency_in_masks(
     """
     from tqdm import tqdm
 
-    from model.datasets import load_dataset
-    from model.synth.dataset import load_masks, mask_path
+    from fstcn.model.datasets import load_dataset
+    from fstcn.model.synth.dataset import load_masks, mask_path
 
     if target not in ("predicted", "true"):
         raise ValueError(f"target must be 'predicted' or 'true', got {target!r}")

@@ -1,14 +1,14 @@
 """ONNX export of a trained FstCN checkpoint: the self-describing file the service loads.
 
-`export_model` rebuilds the network from a checkpoint (`model.checkpoint`), folds every BatchNorm into
+`export_model` rebuilds the network from a checkpoint (`fstcn.model.checkpoint`), folds every BatchNorm into
 the conv before it, wraps the network so that it outputs softmax probabilities, exports it with
 `torch.onnx.export` (opset >= 17, dynamic batch axis) and writes `ModelMeta` JSON under the metadata key
-`fstcn` (the contract of `model.meta`: inputs `appearance` (B, 3, c, c) and `motion` (B, T, 3, c, c),
+`fstcn` (the contract of `fstcn.core.meta`: inputs `appearance` (B, 3, c, c) and `motion` (B, T, 3, c, c),
 float32; output `probs` (B, N), float32). The auxiliary classifier is not part of the graph.
 
 The export verifies itself before the file appears at its final path: ONNX Runtime (CPU) against the
 unfolded float32 PyTorch model on random clip pairs (uint8 frames through the serving normalisation,
-`model.clips.network_inputs`), on Gaussian inputs, on an optional real batch, and at batch sizes 1 and
+`fstcn.core.clips.network_inputs`), on Gaussian inputs, on an optional real batch, and at batch sizes 1 and
 several. The maximum absolute probability difference must be <= 1e-4 (fp32); anything else raises
 `ExportVerificationError` and leaves no file behind.
 
@@ -16,7 +16,7 @@ The fp16 variant (for GPUs) casts the weights and the whole graph to float16 whi
 output stay float32 (Cast nodes at both ends; softmax runs in float32). Its tolerance is 1e-2: float16
 has a 2^-11 relative step, and errors accumulate over ~10 layers.
 
-Beside `NAME.onnx` the export writes `NAME.pt`: a checkpoint (`model.checkpoint` format) of the same
+Beside `NAME.onnx` the export writes `NAME.pt`: a checkpoint (`fstcn.model.checkpoint` format) of the same
 network, fp16 weights by default to keep the shipped pair small, without optimizer or RNG state; the
 explanation tools (saliency, t-SNE) need the PyTorch weights of the served model.
 """
@@ -39,9 +39,9 @@ import onnx
 import torch
 from torch import Tensor, nn
 
-from model.checkpoint import build_model_from_checkpoint, load_checkpoint, model_meta, save_checkpoint
-from model.meta import APPEARANCE_INPUT, META_KEY, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
-from model.network import ConvBlock, FstCN, LocalResponseNorm
+from fstcn.core.meta import APPEARANCE_INPUT, META_KEY, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
+from fstcn.model.checkpoint import build_model_from_checkpoint, load_checkpoint, model_meta, save_checkpoint
+from fstcn.model.network import ConvBlock, FstCN, LocalResponseNorm
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +232,7 @@ def min_ir_version(opset: int) -> int:
 
 
 def _check_io(onnx_model: onnx.ModelProto, meta: ModelMeta) -> None:
-    """The graph's inputs and outputs are exactly the contract of `model.meta` (float32, dynamic B)."""
+    """The graph's inputs and outputs are exactly the contract of `fstcn.core.meta` (float32, dynamic B)."""
     float32 = onnx.TensorProto.FLOAT
     expected = {
         APPEARANCE_INPUT: [3, meta.crop_size, meta.crop_size],
@@ -260,7 +260,7 @@ def _verification_batches(
     real_inputs: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None,
 ) -> dict[str, tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]]:
     """name -> (appearance, motion): frames through the serving normalisation, Gaussians, a real batch."""
-    from model.clips import network_inputs
+    from fstcn.core.clips import network_inputs
 
     rng = np.random.default_rng(seed)
     crop, clip_length, side = meta.crop_size, meta.sampling.clip_length, meta.resize_short
@@ -358,8 +358,8 @@ def real_inputs_from_videos(
     paths: Sequence[str | Path], meta: ModelMeta, num_crops: int = 2
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """A real verification batch: every video decoded and sampled exactly as the service does."""
-    from model.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
-    from service.video.decode import decode_video
+    from fstcn.core.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
+    from fstcn.core.video.decode import decode_video
 
     appearances, motions = [], []
     for path in paths:

@@ -1,16 +1,16 @@
 """Export of the fast-path ONNX graphs: preprocessing in the graph, and the shared trunk for the crops.
 
-Both are "frames" graphs (contract in `model.frames_graph`): they take the decoded uint8 frames and the
+Both are "frames" graphs (contract in `fstcn.core.frames_graph`): they take the decoded uint8 frames and the
 sampling's index arrays and compute V_diff, the normalisation and the crops in ONNX Runtime, so the host
 hands each frame over once instead of building (M*K, T, 3, c, c) float32 arrays.
 
 - `export_exact_graph(plain.onnx, out)`: hand-built ONNX preprocessing (gathers, arithmetic, one Loop
   of Slices for the crops) composed with the unchanged plain graph: the same numbers as the plain graph
-  fed by `model.clips.network_inputs` (verified bit for bit on random frames). Needs no PyTorch weights.
+  fed by `fstcn.core.clips.network_inputs` (verified bit for bit on random frames). Needs no PyTorch weights.
 - `export_trunk_graph(checkpoint, out, share=...)`: `SharedTrunkGraph`, traced from PyTorch. The lower
   SCL runs once per frame and view (as is, flipped) on the whole frame and each crop's s x s window is
   cut out of the feature map (offsets snapped to the trunk stride, see
-  `model.frames_graph.shared_window_index`); only the layers above run per crop. With share="branch"
+  `fstcn.core.frames_graph.shared_window_index`); only the layers above run per crop. With share="branch"
   the paths' stride-1 branch convs run on the whole maps too. For the `small` preset the lower SCL is
   ~89% of a clip pair's MACs and a 128 x 171 frame is 1.7 crops' worth of pixels, so 18 crops cost
   ~2 x 1.7 trunk passes instead of 18.
@@ -36,17 +36,8 @@ import onnx
 import torch
 from torch import Tensor, nn
 
-from model.border_calibration import BorderCalibration, WindowCalibration, calibration_path
-from model.checkpoint import build_model_from_checkpoint, load_checkpoint, model_meta
-from model.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
-from model.export import (
-    FP32_TOLERANCE,
-    ExportVerificationError,
-    fold_batchnorm,
-    min_ir_version,
-    write_atomic,
-)
-from model.frames_graph import (
+from fstcn.core.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
+from fstcn.core.frames_graph import (
     APPEARANCE_INDEX_INPUT,
     CLIP_INDEX_INPUT,
     CROP_BOXES_INPUT,
@@ -60,8 +51,17 @@ from model.frames_graph import (
     frame_feeds,
     trunk_layers,
 )
-from model.meta import APPEARANCE_INPUT, META_KEY, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
-from model.network import FstCN
+from fstcn.core.meta import APPEARANCE_INPUT, META_KEY, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
+from fstcn.model.border_calibration import BorderCalibration, WindowCalibration, calibration_path
+from fstcn.model.checkpoint import build_model_from_checkpoint, load_checkpoint, model_meta
+from fstcn.model.export import (
+    FP32_TOLERANCE,
+    ExportVerificationError,
+    fold_batchnorm,
+    min_ir_version,
+    write_atomic,
+)
+from fstcn.model.network import FstCN
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def graph_info(network: FstCN, crops: str, share: str = "lower", *, calibrated: 
 
 
 class _FramesGraph(nn.Module):
-    """Common part: normalisation constants and the appearance / V_diff arithmetic of `model.clips`."""
+    """Common part: normalisation constants and the appearance / V_diff arithmetic of `fstcn.core.clips`."""
 
     def __init__(self, network: FstCN, meta: ModelMeta) -> None:
         super().__init__()
@@ -211,7 +211,7 @@ class SharedTrunkGraph(_FramesGraph):
     share="branch": each path's branch conv (Conv(3, 1), stride 1: windows stay aligned) runs on the
     whole maps too; only its Pool(3, 3) and the layers above run per window, on channels-last windows
     (`logits_above_branch_channels_last`).
-    calibration: `scale * window + shift` on each cut window (`model.border_calibration`), or none.
+    calibration: `scale * window + shift` on each cut window (`fstcn.model.border_calibration`), or none.
     forward cuts the windows channels-last and calibrates them in that layout; `cut_windows` gives the
     same windows NCHW, as the calibration is fitted on them, and `probs_from_cut_windows` is forward's
     function in that form (a subclass that changes `cut_windows` routes forward through it).
@@ -386,7 +386,7 @@ def exact_frames_graph(plain: onnx.ModelProto) -> onnx.ModelProto:
     """The exact-crops frames graph: hand-built ONNX preprocessing in front of the plain graph `plain`.
 
     frames (F, H, W, 3) uint8 -> appearance (M, H, W, 3), V_diff (M*T, H, W, 3) float32 normalised as
-    `model.clips.network_inputs` does -> NCHW -> one Loop over crop_boxes (K, 3) slicing (n, 3, c, c)
+    `fstcn.core.clips.network_inputs` does -> NCHW -> one Loop over crop_boxes (K, 3) slicing (n, 3, c, c)
     crops (flip = a second Slice with step -1) -> (M*K, 3, c, c), (M*K, T, 3, c, c) -> the plain graph.
     """
     from onnx import TensorProto, compose, helper
@@ -614,7 +614,7 @@ def export_fast_graphs(
     """Both fast graphs beside the plain model `models/NAME.onnx`: NAME.frames.onnx and NAME.trunk.onnx.
 
     The shared-trunk graph takes its weights from `checkpoint` (e.g. the NAME.pt twin of the export) and
-    the border calibration in NAME.border.npz when there is one (`model.border_calibration`).
+    the border calibration in NAME.border.npz when there is one (`fstcn.model.border_calibration`).
     """
     paths = frames_graph_paths(plain_path)
     plain_meta = _plain_meta(onnx.load(str(plain_path), load_external_data=False))

@@ -2,7 +2,7 @@
 
 Training reads a handful of frames per sample for tens of epochs; decoding the video each time would
 make every epoch decode-bound. This module decodes each video once with the service's own decoder
-(`service.video.decode.decode_video`, so frames are resized exactly as at serving time: short side =
+(`fstcn.core.video.decode.decode_video`, so frames are resized exactly as at serving time: short side =
 `resize_short`) and stores `<key>.npy` (uint8 (F, h, w, 3), RGB) and `<key>.times.npy` (float64 (F,)
 seconds). Readers memory-map the frames, so a sample touches only the frames it gathers. The key hashes
 the absolute path, size, modification time and `resize_short`, so one cache directory can be shared
@@ -96,7 +96,7 @@ def _save_atomic(path: Path, array: npt.NDArray[np.generic]) -> None:
 
 def _decode_into_cache(source: str, cache_dir: str, key: str, resize_short: int) -> str | None:
     """Worker: decode `source` into the cache. Returns an error message instead of raising."""
-    from service.video.decode import decode_video
+    from fstcn.core.video.decode import decode_video
 
     try:
         decoded = decode_video(source, resize_short=resize_short, threads=1)

@@ -43,7 +43,7 @@ Parameters of the paper preset (exported parts; weights + biases; LRN, pools and
     total = 206,723,520 + 2049*N     (N = 101, UCF101: 206,930,469; N = 10: 206,744,010)
 
 The temporal FC1 (40960 -> 4096) holds 81% of the weights: the TCL keeps the full (C, T) plane (no
-pooling), as the paper specifies. The `small` and `tiny` presets are in `model.presets`.
+pooling), as the paper specifies. The `small` and `tiny` presets are in `fstcn.core.presets`.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from model.presets import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, PRESETS, FstCNConfig, get_config
+from fstcn.core.presets import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE, PRESETS, FstCNConfig, get_config
 
 __all__ = ["PRESETS", "FstCN", "FstCNConfig", "FstCNFeatures", "LayerRow", "fstcn", "layer_summary"]
 
@@ -497,7 +497,7 @@ def fstcn(*, preset: str = "small", num_classes: int = 10, **overrides: Any) -> 
     Args:
         preset: "paper" (SPEC 2 exactly, crop 204), "small" (the CPU default, crop 112) or "tiny" (tests).
         num_classes: size of the classifier (and of the auxiliary frame classifier).
-        **overrides: fields of `model.presets.FstCNConfig` to change, e.g. ``paths="spatial"`` for the
+        **overrides: fields of `fstcn.core.presets.FstCNConfig` to change, e.g. ``paths="spatial"`` for the
             paper's control experiment or ``clip_length=7``.
 
     Returns:

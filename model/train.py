@@ -1,7 +1,7 @@
 """`fstcn train`: the two-stage FstCN training loop, single-process or under torchrun (DDP).
 
 Owns the run: dataset split and held-out validation set, the decode-once frame cache
-(`model.frame_cache`), the two stages of the paper (stage 1: the lower SCL + auxiliary classifier as a
+(`fstcn.model.frame_cache`), the two stages of the paper (stage 1: the lower SCL + auxiliary classifier as a
 single-frame classifier; stage 2: the whole network on clip pairs, optionally keeping the auxiliary loss
 with a small weight), the optimiser and per-step learning-rate schedule, checkpoints (`last.pt` every
 epoch and when the time budget ends, `best.pt` by validation accuracy) with exact resume, the per-epoch
@@ -13,7 +13,7 @@ at each epoch from (seed, stage, epoch, rank). So a run resumed from `last.pt` i
 interrupted (on CPU; cuDNN kernels may add noise on GPU), and a stop in the middle of an epoch resumes
 by skipping the batches already done, with each rank's torch RNG state restored.
 
-Samples come from `model.augment`, i.e. through `model.clips`, the code the service runs.
+Samples come from `fstcn.model.augment`, i.e. through `fstcn.core.clips`, the code the service runs.
 """
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
-from model.augment import AugmentConfig, training_frame, training_pair, validation_pairs
-from model.frame_cache import CachedVideo, build_frame_cache
-from model.meta import ModelMeta, SamplingParams
+from fstcn.core.meta import ModelMeta, SamplingParams
+from fstcn.model.augment import AugmentConfig, training_frame, training_pair, validation_pairs
+from fstcn.model.frame_cache import CachedVideo, build_frame_cache
 
 logger = logging.getLogger(__name__)
 
@@ -263,8 +263,8 @@ class VideoItem:
 
 
 def _load_items(config: TrainConfig, subset: str) -> tuple[list[VideoItem], list[str]]:
-    """(videos of `subset` ("train" | "test"), class names) via `model.datasets.load_dataset`."""
-    from model.datasets import load_dataset
+    """(videos of `subset` ("train" | "test"), class names) via `fstcn.model.datasets.load_dataset`."""
+    from fstcn.model.datasets import load_dataset
 
     dataset = load_dataset(
         config.dataset_kind,
@@ -660,7 +660,7 @@ class _Trainer:
         return videos, [item.label for item in kept]
 
     def _build_model(self) -> None:
-        from model.network import fstcn
+        from fstcn.model.network import fstcn
 
         torch.manual_seed(self.config.seed)  # the same initial weights on every rank
         overrides: dict[str, Any] = {} if self.config.paths == "both" else {"paths": self.config.paths}
@@ -688,7 +688,7 @@ class _Trainer:
         a layer whose size changed (e.g. the TCL when the temporal pool changes) or a path none of the
         files has.
         """
-        from model.checkpoint import load_checkpoint
+        from fstcn.model.checkpoint import load_checkpoint
 
         own = self.model.state_dict()
         copied: dict[str, torch.Tensor] = {}
@@ -729,7 +729,7 @@ class _Trainer:
     # ---- checkpoints ------------------------------------------------------------------------------
 
     def _save(self, progress: _Progress, optimizer: torch.optim.Optimizer | None, best: bool) -> None:
-        from model.checkpoint import save_checkpoint
+        from fstcn.model.checkpoint import save_checkpoint
 
         rng_states = _gather_objects(_rng_state(), self.info)
         if not self.info.is_main:
@@ -760,7 +760,7 @@ class _Trainer:
             )
 
     def _load_resume(self) -> tuple[_Progress, dict[str, Any] | None, list[dict[str, Any]] | None]:
-        from model.checkpoint import load_checkpoint
+        from fstcn.model.checkpoint import load_checkpoint
 
         path = self.out / LAST_CHECKPOINT
         if not path.exists():
@@ -1046,7 +1046,7 @@ class _Trainer:
         if self.info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
         _barrier(self.info)
-        from model.presets import get_config
+        from fstcn.core.presets import get_config
 
         self.resize_short = get_config(config.preset).resize_short  # fails early on an unknown preset
         self._prepare_data()

@@ -2,7 +2,7 @@
 
 The paper embeds the features of similar classes with t-SNE and finds that the fused SCL+TCL features
 separate them better than either path alone. Here, per video: decode every frame, cut the M clip pairs
-(`model.clips`, centre crop only), run `FstCN.features` and average each of the three penultimate
+(`fstcn.core.clips`, centre crop only), run `FstCN.features` and average each of the three penultimate
 activations over the clip pairs: the spatial path's last FC, the temporal path's last FC and the fusion
 FC (all after their ReLU; eval mode, so no dropout). Each set is embedded in 2-D with scikit-learn's
 t-SNE (fixed `random_state`, PCA initialisation) and scored by
@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from model.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
-from model.datasets import VideoSample
-from model.meta import ModelMeta
+from fstcn.core.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
+from fstcn.core.meta import ModelMeta
+from fstcn.model.datasets import VideoSample
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +111,8 @@ def collect_features(
     Videos that fail to decode are skipped and listed (as `fstcn evaluate` does)."""
     from tqdm import tqdm
 
-    from model.evaluate import DECODE_ERRORS
-    from service.video.decode import decode_video
+    from fstcn.core.video.decode import decode_video
+    from fstcn.model.evaluate import DECODE_ERRORS
 
     rows: dict[str, list[npt.NDArray[np.float32]]] = {}
     labels: list[int] = []

@@ -3,7 +3,7 @@
 The lifespan loads the model (unless one is handed in), builds the admission control and the data plane,
 publishes `fstcn_model_info`, and warms the model up in the background: the server answers `/healthz`
 at once, `/readyz` turns 200 once the model is warm. Every error leaves as `{"error": {"code",
-"message"}}`: domain errors (`service.errors`) with their own status, request validation errors as 422
+"message"}}`: domain errors (`fstcn.core.errors`) with their own status, request validation errors as 422
 `invalid_parameter`, unknown routes and methods as 404/405, anything unexpected as 500 `internal`
 without internals (the traceback goes to the log only). A pure-ASGI middleware records
 `fstcn_requests_total`, `fstcn_request_duration_seconds` and `fstcn_inflight_requests`.
@@ -27,14 +27,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service import metrics
-from service.api import health, model, predict
-from service.api import metrics as metrics_api
-from service.engine import BatchingOptions, ConcurrencyLimiter, Engine, ModelLoadError
-from service.errors import ServiceError
-from service.pipeline import Pipeline, Recheck
-from service.settings import Settings, get_settings
-from service.video.decode import VideoLimits
+from fstcn.core.errors import FstcnError
+from fstcn.core.video.decode import VideoLimits
+from fstcn.service import metrics
+from fstcn.service.admission import ConcurrencyLimiter
+from fstcn.service.api import health, model, predict
+from fstcn.service.api import metrics as metrics_api
+from fstcn.service.engine import BatchingOptions, Engine, ModelLoadError
+from fstcn.service.errors import headers_of, status_of
+from fstcn.service.pipeline import Pipeline, Recheck
+from fstcn.service.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +81,7 @@ def create_app(
     app.include_router(health.router)
     app.include_router(metrics_api.router)
 
-    app.add_exception_handler(ServiceError, _service_error)  # type: ignore[arg-type]
+    app.add_exception_handler(FstcnError, _service_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected_error)
@@ -88,7 +90,7 @@ def create_app(
 
 
 def engine_from_settings(settings: Settings, recheck_of: Engine | None = None) -> Engine:
-    """Load the configured model (raises `service.engine.ModelLoadError`); with `recheck_of`, the recheck
+    """Load the configured model (raises `ModelLoadError`); with `recheck_of`, the recheck
     model instead, unbatched, on the providers that engine runs on (a GPU that did not load is then
     neither probed nor reported a second time)."""
     providers: list[str] | None
@@ -113,7 +115,7 @@ def engine_from_settings(settings: Settings, recheck_of: Engine | None = None) -
 
 def recheck_from_settings(settings: Settings, engine: Engine) -> Recheck | None:
     """Load the recheck model, if one is configured, and check that it answers for the same classes
-    with the same sampling as the served `engine` (raises `service.engine.ModelLoadError`)."""
+    with the same sampling as the served `engine` (raises `ModelLoadError`)."""
     if settings.recheck_model_path is None:
         return None
     exact = engine_from_settings(settings, recheck_of=engine)
@@ -129,7 +131,7 @@ def recheck_from_settings(settings: Settings, engine: Engine) -> Recheck | None:
             f"recheck model {settings.recheck_model_path} does not match the served model: "
             f"different {', '.join(mismatched)}"
         )
-    if exact.graph is not None and exact.graph.crops != "exact":
+    if exact.form not in ("plain", "exact"):
         exact.close()
         raise ModelLoadError(f"recheck model {settings.recheck_model_path} is not an exact-crops model")
     logger.info(
@@ -205,10 +207,11 @@ def _error_response(
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
-async def _service_error(request: Request, error: ServiceError) -> JSONResponse:
-    if error.status_code >= 500 and error.code != "overloaded":
+async def _service_error(request: Request, error: FstcnError) -> JSONResponse:
+    status = status_of(error)
+    if status >= 500 and error.code != "overloaded":
         logger.warning("%s %s -> %s: %s", request.method, request.url.path, error.code, error.message)
-    return _error_response(error.status_code, error.code, error.message, error.headers())
+    return _error_response(status, error.code, error.message, headers_of(error))
 
 
 async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:

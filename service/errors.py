@@ -1,106 +1,75 @@
-"""Domain errors of the service, one class per documented error code (SPEC 4).
+"""The service's own errors and the ONE map from error code to HTTP status and description.
 
-Every layer raises these; the HTTP layer maps them to status codes in one place (`status_code` and
-`code` live on the class) and renders `{"error": {"code", "message"}}`. Nothing here knows about HTTP
-frameworks, so the decoder and the engine can raise them too.
+Domain errors (`fstcn.core.errors`) carry a code; this module says what each code is on the wire: its
+status, the description `openapi.yaml` shows, and extra headers (Retry-After, WWW-Authenticate). The
+exception handlers in `fstcn.service.api.handlers` and the documented `responses=` of every route read
+this table, so a new code is added here and nowhere else (docs/design.md, "Errors").
 """
 
 from __future__ import annotations
 
-
-class ServiceError(Exception):
-    """Base class: a failure with a documented error code and HTTP status."""
-
-    code: str = "internal"
-    status_code: int = 500
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def headers(self) -> dict[str, str]:
-        """Extra response headers (e.g. Retry-After)."""
-        return {}
+from fstcn.core.errors import FstcnError
 
 
-class UnsupportedMedia(ServiceError):
-    """Not a video, no video stream, or a container that is not on the allow-list."""
-
-    code = "unsupported_media"
-    status_code = 415
-
-
-class InvalidVideo(ServiceError):
-    """A video container we accept, whose content cannot be decoded."""
-
-    code = "invalid_video"
-    status_code = 422
-
-
-class VideoTooShort(ServiceError):
-    """Fewer than 2 decodable frames."""
-
-    code = "video_too_short"
-    status_code = 422
-
-
-class VideoTooLarge(ServiceError):
-    """Bytes, duration, pixels or frames over the configured limits."""
-
-    code = "video_too_large"
-    status_code = 413
-
-
-class InvalidParameter(ServiceError):
-    """A query parameter or form field out of its documented range."""
-
-    code = "invalid_parameter"
-    status_code = 422
-
-
-class Unauthorized(ServiceError):
+class Unauthorized(FstcnError):
     """Missing or wrong API key."""
 
     code = "unauthorized"
-    status_code = 401
-
-    def headers(self) -> dict[str, str]:
-        return {"WWW-Authenticate": "Bearer"}
 
 
-class Overloaded(ServiceError):
-    """The inference queue is full; the client should retry later."""
+class Overloaded(FstcnError):
+    """The inference queue is full, or the model is still loading; the client should retry later."""
 
     code = "overloaded"
-    status_code = 503
 
     def __init__(self, message: str, retry_after_s: int = 1) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
 
-    def headers(self) -> dict[str, str]:
-        return {"Retry-After": str(self.retry_after_s)}
 
-
-class NotReady(ServiceError):
+class NotReady(FstcnError):
     """The model is not loaded and warmed up yet (readiness probes)."""
 
     code = "not_ready"
-    status_code = 503
 
-    def headers(self) -> dict[str, str]:
+
+# code -> HTTP status
+ERROR_STATUS: dict[str, int] = {
+    "unauthorized": 401,
+    "video_too_large": 413,
+    "unsupported_media": 415,
+    "invalid_parameter": 422,
+    "invalid_video": 422,
+    "video_too_short": 422,
+    "internal": 500,
+    "overloaded": 503,
+    "not_ready": 503,
+    "timeout": 504,
+}
+
+# status -> what the documented error body means there (openapi.yaml's `responses`)
+STATUS_DESCRIPTIONS: dict[int, str] = {
+    401: "unauthorized: missing or wrong API key",
+    413: "video_too_large: bytes, duration, pixels or frames over the limits",
+    415: "unsupported_media: not a video, no video stream, or a container not on the allow-list",
+    422: "invalid_parameter, invalid_video or video_too_short",
+    500: "internal: unexpected failure (no internals disclosed)",
+    503: "overloaded: queue full or model loading; see Retry-After",
+    504: "timeout: the request ran past its time limit",
+}
+
+
+def status_of(error: FstcnError) -> int:
+    """The HTTP status of a domain error (500 for a code this table does not know)."""
+    return ERROR_STATUS.get(error.code, 500)
+
+
+def headers_of(error: FstcnError) -> dict[str, str]:
+    """Extra response headers of a domain error."""
+    if isinstance(error, Overloaded):
+        return {"Retry-After": str(error.retry_after_s)}
+    if isinstance(error, NotReady):
         return {"Retry-After": "1"}
-
-
-class RequestTimeout(ServiceError):
-    """The request ran past its time limit."""
-
-    code = "timeout"
-    status_code = 504
-
-
-class InternalError(ServiceError):
-    """An unexpected failure; the message never leaks internals."""
-
-    code = "internal"
-    status_code = 500
+    if isinstance(error, Unauthorized):
+        return {"WWW-Authenticate": "Bearer"}
+    return {}

@@ -54,7 +54,7 @@ def configure_logging(level: str = "info", fmt: str = "text") -> None:
 def uvicorn_log_config(level: str = "info", fmt: str = "text") -> dict[str, Any]:
     """A `logging.config.dictConfig` for uvicorn that uses our format for all its loggers."""
     formatter: dict[str, Any] = (
-        {"()": "service.log.JsonFormatter"} if fmt == "json" else {"format": TEXT_FORMAT}
+        {"()": "fstcn.service.log.JsonFormatter"} if fmt == "json" else {"format": TEXT_FORMAT}
     )
     return {
         "version": 1,

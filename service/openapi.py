@@ -10,8 +10,8 @@ import json
 import sys
 from typing import Any
 
-from service.app import create_app
-from service.settings import Settings
+from fstcn.service.app import create_app
+from fstcn.service.settings import Settings
 
 
 def openapi_document() -> dict[str, Any]:

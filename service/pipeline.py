@@ -6,56 +6,39 @@ streams the upload to a temporary file (byte limit enforced while reading), runs
 worker thread under the engine's admission control, enforces the request time limit over all of it, and
 removes the temporary file on every path.
 
-Each stage is timed into `fstcn_stage_duration_seconds{stage}` by `metrics.stage_timer`; the video and
-model code never know about metrics or HTTP. Sampling, crops and normalisation come from the shared
-`model.clips` (one implementation for training and serving), fusion from `service.fusion`. With a
-frames graph (`Engine.graph`, see `model.frames_graph`) the decoded frames go to the model as they are,
-with index arrays, and crops and normalisation run inside ONNX Runtime.
+Decoding, scoring and fusion are the core's one path (`fstcn.core.scoring`: `decode_planned`, then
+`score_video` with the engine as its runner); this module adds what serving needs around it. Each stage
+is timed into `fstcn_stage_duration_seconds{stage}` by `metrics.stage_timer`, and the request's deadline
+is checked between stages; the video and model code never know about metrics or HTTP.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
 
-from model.clips import ClipPlan, gather_clip_pairs, network_inputs, plan_clip_pairs
-from model.frames_graph import frame_feeds
-from service import metrics
-from service.engine import ConcurrencyLimiter, Engine, FloatArray
-from service.errors import InternalError, InvalidParameter, RequestTimeout, ServiceError
-from service.fusion import fuse_scores
-from service.video.decode import DecodedVideo, VideoInfo, VideoLimits, decode_video, probe_video
-from service.video.upload import receive_upload
+from fstcn.core.clips import ClipPlan
+from fstcn.core.errors import FstcnError, InternalError, RequestTimeout
+from fstcn.core.fusion import FusionResult
+from fstcn.core.options import DEFAULT_TOP_K, PredictOptions
+from fstcn.core.scoring import Runner, Stage, decode_planned, score_video
+from fstcn.core.video.decode import DecodedVideo, VideoInfo, VideoLimits, probe_video
+from fstcn.service import metrics
+from fstcn.service.admission import ConcurrencyLimiter
+from fstcn.service.engine import Engine
+from fstcn.service.upload import receive_upload
 
 logger = logging.getLogger(__name__)
-
-CROP_COUNTS = (1, 2, 9, 18)
-FUSIONS = ("sci", "mean")
-MAX_CLIPS = 32
-DEFAULT_TOP_K = 5
-# A decoded video ending this much before its headers' duration gets its clip pairs re-planned.
-HEADER_SLACK_S = 0.25
-HEADER_SLACK_FRACTION = 0.05
-
-
-@dataclass(frozen=True)
-class PredictOptions:
-    """Per-request options (SPEC 4). None: `top_k` 5 (N if fewer classes), `clips` the model's default."""
-
-    top_k: int | None = None
-    clips: int | None = None
-    crops: int = 18
-    fusion: str = "sci"
 
 
 @dataclass(frozen=True)
@@ -124,21 +107,8 @@ class Pipeline:
 
     # ---------------------------------------------------------------------------------- options
     def resolve(self, options: PredictOptions) -> PredictOptions:
-        """Check `options` against the model; fill the default clip count. Raises InvalidParameter."""
-        meta = self.engine.meta
-        top_k = min(DEFAULT_TOP_K, meta.num_classes) if options.top_k is None else options.top_k
-        if not 1 <= top_k <= meta.num_classes:
-            raise InvalidParameter(
-                f"top_k must be between 1 and the number of classes ({meta.num_classes}), got {top_k}"
-            )
-        clips = meta.sampling.num_clips if options.clips is None else options.clips
-        if not 1 <= clips <= MAX_CLIPS:
-            raise InvalidParameter(f"clips must be between 1 and {MAX_CLIPS}, got {clips}")
-        if options.crops not in CROP_COUNTS:
-            raise InvalidParameter(f"crops must be one of {CROP_COUNTS}, got {options.crops}")
-        if options.fusion not in FUSIONS:
-            raise InvalidParameter(f"fusion must be one of {FUSIONS}, got {options.fusion!r}")
-        return replace(options, top_k=top_k, clips=clips)
+        """Check `options` against the model; fill the defaults. Raises InvalidParameter."""
+        return options.resolved(self.engine.meta)
 
     # ------------------------------------------------------------------------------ server path
     async def predict_upload(
@@ -178,7 +148,7 @@ class Pipeline:
         """Predict the action in the video at `path` (blocking). Raises service.errors exceptions."""
         try:
             return self._predict_file(Path(path), self.resolve(options), deadline)
-        except ServiceError:
+        except FstcnError:
             raise
         except Exception as error:  # an unexpected failure: log it fully, answer without internals
             logger.exception("prediction failed unexpectedly for %s", path)
@@ -193,20 +163,24 @@ class Pipeline:
         with metrics.stage_timer("decode", timings):
             info = probe_video(path, self.limits)
             metrics.observe_video(info.duration_s)
-            video, plan = self._decode_planned(path, info, num_clips, deadline)
+            video, plan = decode_planned(
+                path,
+                info,
+                meta,
+                num_clips,
+                limits=self.limits,
+                threads=self.decode_threads,
+                between=lambda: _check_deadline(deadline),
+            )
         _check_deadline(deadline)
 
-        probs = self._scores(self.engine, video, plan, options, timings, deadline)  # (M*K, N), clip-major
-        with metrics.stage_timer("fuse", timings):
-            # (M*K, N) -> (M, K, N)
-            fused = fuse_scores(probs.reshape(num_clips, options.crops, meta.num_classes), options.fusion)
+        fused = self._score(self.engine, video, plan, options, _timed_stages(timings, deadline))
         rechecked = self.recheck is not None and _lead(fused.video_scores) < self.recheck.margin
         if rechecked:
             assert self.recheck is not None
             metrics.count_recheck()
             with metrics.stage_timer("recheck", timings):
-                probs = self._scores(self.recheck.engine, video, plan, options, None, deadline)
-                fused = fuse_scores(probs.reshape(num_clips, options.crops, meta.num_classes), options.fusion)
+                fused = self._score(self.recheck.engine, video, plan, options, _deadline_stages(deadline))
         order = np.argsort(-fused.video_scores, kind="stable")[: options.top_k or DEFAULT_TOP_K]
         top = [(int(index), float(fused.video_scores[index])) for index in order]
         last_time = float(video.times[-1]) if video.times.size else 0.0
@@ -229,66 +203,11 @@ class Pipeline:
             rechecked=rechecked,
         )
 
-    def _scores(
-        self,
-        engine: Engine,
-        video: DecodedVideo,
-        plan: ClipPlan,
-        options: PredictOptions,
-        timings: dict[str, float] | None,
-        deadline: float | None,
-    ) -> FloatArray:
-        """`engine`'s probabilities (M*K, N) of the planned clip pairs, rows clip-major. Stages are timed
-        into `timings` (None: the caller times the whole)."""
-        stage = metrics.stage_timer if timings is not None else _untimed
-        if engine.graph is not None:  # a frames graph: V_diff, normalisation and crops run inside the model
-            with stage("preprocess", timings):
-                feeds = frame_feeds(video.frames, video.times, plan, engine.graph, options.crops)
-            _check_deadline(deadline)
-            with stage("infer", timings):
-                return engine.infer_frames(feeds)
-        with stage("preprocess", timings):
-            appearance, motion = gather_clip_pairs(video.frames, video.times, plan)
-            # (M*K, 3, c, c) and (M*K, T, 3, c, c), rows clip-major
-            appearance_in, motion_in = network_inputs(appearance, motion, engine.meta, options.crops)
-        _check_deadline(deadline)
-        with stage("infer", timings):
-            return engine.infer(appearance_in, motion_in)
-
-    def _decode_planned(
-        self, path: Path, info: VideoInfo, num_clips: int, deadline: float | None
-    ) -> tuple[DecodedVideo, ClipPlan]:
-        """Plan the clip pairs from the headers and decode only their frames.
-
-        When the headers do not give a duration, every frame is decoded (within the limits) and the plan
-        comes from the real timestamps; when the decoded video ends clearly before the headers said, the
-        plan is redone over the real length, so clip pairs never sit on a clamped, motionless tail.
-        """
-        meta = self.engine.meta
-        declared_last = _last_frame_time(info)
-        if declared_last <= 0:
-            video = self._decode(path, None)
-            return video, plan_clip_pairs(0.0, float(video.times[-1]), meta.sampling, num_clips)
-        plan = plan_clip_pairs(0.0, declared_last, meta.sampling, num_clips)
-        video = self._decode(path, plan.all_times())
-        decoded_last = float(video.times[-1])
-        if _header_overstates(declared_last, decoded_last):
-            logger.info(
-                "%s ends at %.2f s, headers said %.2f s: re-planning", path.name, decoded_last, declared_last
-            )
-            _check_deadline(deadline)
-            plan = plan_clip_pairs(0.0, decoded_last, meta.sampling, num_clips)
-            video = self._decode(path, plan.all_times())
-        return video, plan
-
-    def _decode(self, path: Path, times: npt.NDArray[np.float64] | None) -> DecodedVideo:
-        return decode_video(
-            path,
-            resize_short=self.engine.meta.resize_short,
-            times=times,
-            limits=self.limits,
-            threads=self.decode_threads,
-        )
+    @staticmethod
+    def _score(
+        runner: Runner, video: DecodedVideo, plan: ClipPlan, options: PredictOptions, stage: Stage
+    ) -> FusionResult:
+        return score_video(runner, video, plan, crops=options.crops, fusion=options.fusion, stage=stage)
 
 
 def _lead(scores: npt.NDArray[np.float64]) -> float:
@@ -297,22 +216,27 @@ def _lead(scores: npt.NDArray[np.float64]) -> float:
     return float(best - second)
 
 
-@contextmanager
-def _untimed(stage: metrics.Stage, timings: dict[str, float] | None = None) -> Iterator[None]:
-    yield
+def _timed_stages(timings: dict[str, float], deadline: float | None) -> Stage:
+    """Time each scoring stage into the metrics and `timings`; stop before a stage once time is up."""
+
+    @contextmanager
+    def stage(name: str) -> Iterator[None]:
+        _check_deadline(deadline)
+        with metrics.stage_timer(cast(metrics.Stage, name), timings):
+            yield
+
+    return stage
 
 
-def _last_frame_time(info: VideoInfo) -> float:
-    """Time of the last frame from the headers (0.0 when unknown)."""
-    if not math.isfinite(info.duration_s) or info.duration_s <= 0:
-        return 0.0
-    frame_s = 1.0 / info.fps if math.isfinite(info.fps) and info.fps > 0 else 0.0
-    return max(0.0, float(info.duration_s) - frame_s)
+def _deadline_stages(deadline: float | None) -> Stage:
+    """Untimed stages (the caller times the whole) that still stop once time is up."""
 
+    @contextmanager
+    def stage(name: str) -> Iterator[None]:
+        _check_deadline(deadline)
+        yield
 
-def _header_overstates(declared_last_s: float, decoded_last_s: float) -> bool:
-    """Whether the decoded video ends clearly before the headers said (truncated or lying file)."""
-    return decoded_last_s < declared_last_s - max(HEADER_SLACK_S, HEADER_SLACK_FRACTION * declared_last_s)
+    return stage
 
 
 def _check_deadline(deadline: float | None) -> None:

@@ -1,7 +1,7 @@
 """Pydantic models of every request parameter and response body of the HTTP API (SPEC 4).
 
 The OpenAPI document (`openapi.yaml`) is generated from these models. Conversions from the data
-plane's results (`service.pipeline.Prediction`) and the engine's metadata live here too, so routes stay
+plane's results (`fstcn.service.pipeline.Prediction`) and the engine's metadata live here too, so routes stay
 "parse -> call -> encode".
 """
 
@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 if TYPE_CHECKING:
-    from service.engine import Engine
-    from service.pipeline import Prediction
+    from fstcn.service.engine import Engine
+    from fstcn.service.pipeline import Prediction
 
 FusionName = Literal["sci", "mean"]
 

@@ -16,18 +16,9 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fstcn.models import default_model_path
+
 ENV_PREFIX = "FSTCN_"
-# The shipped default model (SPEC 7): models/ at the repository root, beside the packages.
-DEFAULT_MODEL_NAME = "fstcn-small.onnx"
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / DEFAULT_MODEL_NAME
-
-
-def default_model_path() -> Path:
-    """The repository's models/fstcn-small.onnx; for a non-editable install, ./models/ when it has one."""
-    in_cwd = Path.cwd() / "models" / DEFAULT_MODEL_NAME
-    if not DEFAULT_MODEL_PATH.is_file() and in_cwd.is_file():
-        return in_cwd
-    return DEFAULT_MODEL_PATH
 
 
 # Short provider names accepted in FSTCN_PROVIDERS, in the order `auto` tries them.

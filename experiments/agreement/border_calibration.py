@@ -1,8 +1,8 @@
 """Border calibration of the shared trunk, side by side: how often do the shared trunk without and with
-its border calibration (`model.border_calibration`) pick the same top-1 class as exact 18 crops?
+its border calibration (`fstcn.model.border_calibration`) pick the same top-1 class as exact 18 crops?
 
 Fits the calibration on training videos (as `fstcn export --calibrate-shared` does), then, per
-evaluation folder, runs exact 18 crops (the plain network on `model.clips` crops), the shared trunk and
+evaluation folder, runs exact 18 crops (the plain network on `fstcn.core.clips` crops), the shared trunk and
 the calibrated shared trunk (share="lower", PyTorch) on every video and fuses each (SCI, 5 clip pairs):
 
     python experiments/agreement/border_calibration.py runs/r28-gpu/last.pt \
@@ -22,14 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from model.border_calibration import fit_border_calibration, snapped_crops, training_videos
-from model.checkpoint import build_model_from_checkpoint
-from model.clips import crop_boxes, plan_clip_pairs
-from model.export import fold_batchnorm
-from model.fastpaths import SharedTrunkGraph, graph_info
-from model.frames_graph import frame_feeds
-from service.fusion import fuse_scores
-from service.video.decode import decode_video, probe_video
+from fstcn.core.clips import crop_boxes, plan_clip_pairs
+from fstcn.core.frames_graph import frame_feeds
+from fstcn.core.fusion import fuse_scores
+from fstcn.core.video.decode import decode_video, probe_video
+from fstcn.model.border_calibration import fit_border_calibration, snapped_crops, training_videos
+from fstcn.model.checkpoint import build_model_from_checkpoint
+from fstcn.model.export import fold_batchnorm
+from fstcn.model.fastpaths import SharedTrunkGraph, graph_info
 
 logger = logging.getLogger("border_calibration")
 CROPS = 18

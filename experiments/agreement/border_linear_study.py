@@ -1,4 +1,4 @@
-"""Which border calibration: the per-element affine map (`model.border_calibration`, "diag") or a full
+"""Which border calibration: the per-element affine map (`fstcn.model.border_calibration`, "diag") or a full
 per-position linear map (C x C + bias at each of the s x s window positions, "linear", ridge-regularised),
 for both cuts (share="lower" and "branch")? Fits both on training videos, then counts each variant's
 top-1 agreement with exact 18 crops (SCI, 5 clip pairs) on one folder, in PyTorch:
@@ -20,7 +20,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from model.border_calibration import (
+from fstcn.core.clips import crop_boxes, plan_clip_pairs
+from fstcn.core.frames_graph import SHARE_DEPTHS, frame_feeds
+from fstcn.core.fusion import fuse_scores
+from fstcn.core.video.decode import decode_video, probe_video
+from fstcn.model.border_calibration import (
     CROPS,
     PATHS,
     exact_cut_values,
@@ -29,13 +33,9 @@ from model.border_calibration import (
     snapped_crops,
     training_videos,
 )
-from model.checkpoint import build_model_from_checkpoint
-from model.clips import crop_boxes, plan_clip_pairs
-from model.export import fold_batchnorm
-from model.fastpaths import SharedTrunkGraph, graph_info
-from model.frames_graph import SHARE_DEPTHS, frame_feeds
-from service.fusion import fuse_scores
-from service.video.decode import decode_video, probe_video
+from fstcn.model.checkpoint import build_model_from_checkpoint
+from fstcn.model.export import fold_batchnorm
+from fstcn.model.fastpaths import SharedTrunkGraph, graph_info
 
 logger = logging.getLogger("border_linear_study")
 

@@ -1,4 +1,4 @@
-"""Refine a border calibration on the decision (`model.border_refine`) and follow the shared
+"""Refine a border calibration on the decision (`fstcn.model.border_refine`) and follow the shared
 trunk's top-1 agreement with exact 18 crops (SCI, 5 clip pairs) and its per-crop KL on a selection folder
 after each epoch, for both cuts. The windows of both folders are cached under OUT (several GB).
 
@@ -19,8 +19,15 @@ from typing import Any
 
 import torch
 
-from model.border_calibration import BorderCalibration, WindowCalibration, calibration_path, training_videos
-from model.border_refine import (
+from fstcn.core.frames_graph import SHARE_DEPTHS
+from fstcn.core.meta import ModelMeta
+from fstcn.model.border_calibration import (
+    BorderCalibration,
+    WindowCalibration,
+    calibration_path,
+    training_videos,
+)
+from fstcn.model.border_refine import (
     CalibratedUpper,
     RefineOptions,
     WindowSet,
@@ -31,11 +38,9 @@ from model.border_refine import (
     shared_probs,
     video_agreement,
 )
-from model.checkpoint import build_model_from_checkpoint
-from model.export import fold_batchnorm
-from model.frames_graph import SHARE_DEPTHS
-from model.meta import ModelMeta
-from model.network import FstCN
+from fstcn.model.checkpoint import build_model_from_checkpoint
+from fstcn.model.export import fold_batchnorm
+from fstcn.model.network import FstCN
 
 logger = logging.getLogger("border_refine")
 

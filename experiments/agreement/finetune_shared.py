@@ -3,8 +3,8 @@
 The shared trunk's windows see the frame around each crop where training always saw zero padding; that
 is where its remaining disagreement with exact crops comes from (bench/RESULTS.md, "Agreement"). Here
 each step scores one clip pair, at a random time of each of `--batch` training videos, twice with the
-same weights: as 18 exact crops (`model.clips.network_inputs`, what the plain graph serves) and as the
-shared trunk's 18 windows (`model.fastpaths.SharedTrunkGraph`, the differentiable twin of the exported
+same weights: as 18 exact crops (`fstcn.core.clips.network_inputs`, what the plain graph serves) and as the
+shared trunk's 18 windows (`fstcn.model.fastpaths.SharedTrunkGraph`, the differentiable twin of the exported
 trunk graph). The loss is the cross-entropy of both plus KL(exact || shared) between the crop-averaged
 class probabilities (the clip scores the service fuses), so the model learns to give the same answer
 with and without the crop-border context. BatchNorm statistics and dropout are frozen (eval mode).
@@ -26,13 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model.augment import single_clip_plan
-from model.checkpoint import build_model_from_checkpoint, load_checkpoint, save_checkpoint
-from model.clips import gather_clip_pairs, network_inputs
-from model.datasets import load_dataset
-from model.fastpaths import SharedTrunkGraph, graph_info
-from model.frame_cache import build_frame_cache
-from model.frames_graph import (
+from fstcn.core.clips import gather_clip_pairs, network_inputs
+from fstcn.core.frames_graph import (
     APPEARANCE_INDEX_INPUT,
     CLIP_INDEX_INPUT,
     CROP_INDEX_INPUT,
@@ -41,6 +36,11 @@ from model.frames_graph import (
     VIEWS_INPUT,
     frame_feeds,
 )
+from fstcn.model.augment import single_clip_plan
+from fstcn.model.checkpoint import build_model_from_checkpoint, load_checkpoint, save_checkpoint
+from fstcn.model.datasets import load_dataset
+from fstcn.model.fastpaths import SharedTrunkGraph, graph_info
+from fstcn.model.frame_cache import build_frame_cache
 
 logger = logging.getLogger("finetune_shared")
 CROPS = 18

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from model.augment import validation_pairs
-from model.checkpoint import build_model_from_checkpoint
-from model.frame_cache import CachedVideo, build_frame_cache
-from model.meta import ModelMeta
+from fstcn.core.meta import ModelMeta
+from fstcn.model.augment import validation_pairs
+from fstcn.model.checkpoint import build_model_from_checkpoint
+from fstcn.model.frame_cache import CachedVideo, build_frame_cache
 
 TEST_ROOT = Path("data/synth/test")
 CACHE_DIR = "data/cache"

@@ -24,12 +24,12 @@ from per_class import predicted_class  # the sibling script (this folder is on s
 from torch import nn
 from torch.utils.data import DataLoader
 
-from model.augment import AugmentConfig
-from model.checkpoint import load_checkpoint
-from model.frame_cache import CachedVideo, build_frame_cache
-from model.network import FstCN
-from model.presets import get_config
-from model.train import TrainingSamples, make_meta
+from fstcn.core.presets import get_config
+from fstcn.model.augment import AugmentConfig
+from fstcn.model.checkpoint import load_checkpoint
+from fstcn.model.frame_cache import CachedVideo, build_frame_cache
+from fstcn.model.network import FstCN
+from fstcn.model.train import TrainingSamples, make_meta
 
 CLASSES = ["sit_down", "stand_up"]
 COPIED = ("lower.", "temporal.branch", "temporal.tp")

@@ -1,6 +1,6 @@
 """A fine-tune of the shipped model on a lent GPU machine, start to end in one command: generate the
 Synthetic Actions training folders there (the card's train split, seeds 3 and 4 as in train-plus, and two
-more seeds), join them into one UCF101-layout view, fine-tune with `model.train.train` on CUDA, and write
+more seeds), join them into one UCF101-layout view, fine-tune with `train` on CUDA, and write
 the run's best.pt and last.pt without optimiser state (what a lent machine may send back) and its
 log.jsonl to OUT_DIR.
 
@@ -55,8 +55,8 @@ def main() -> int:
     import torch
     import train_plus
 
-    from model.synth.dataset import generate_dataset
-    from model.train import TrainConfig, train
+    from fstcn.model.synth.dataset import generate_dataset
+    from fstcn.model.train import TrainConfig, train
 
     started = time.monotonic()
     data = args.work / "synth"

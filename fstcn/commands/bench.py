@@ -60,13 +60,13 @@ def command(
 
     from rich.console import Console
 
-    from bench.report import render
-    from bench.runner import QUICK_SECTIONS, SECTIONS, BenchConfig, run
+    from fstcn.bench.report import render
+    from fstcn.bench.runner import QUICK_SECTIONS, SECTIONS, BenchConfig, run
 
     console = Console(stderr=True)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if write_fast_graphs:
-        from model.fastpaths import SHARE_DEPTHS, export_fast_graphs
+        from fstcn.model.fastpaths import SHARE_DEPTHS, export_fast_graphs
 
         if model is None:
             raise typer.BadParameter("--write-fast-graphs needs --model")

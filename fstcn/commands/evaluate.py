@@ -39,8 +39,8 @@ def command(
     from rich.console import Console
     from rich.table import Table
 
-    from model.datasets import load_dataset
-    from model.evaluate import evaluate_samples, load_predictor, save_confusion_png
+    from fstcn.model.datasets import load_dataset
+    from fstcn.model.evaluate import evaluate_samples, load_predictor, save_confusion_png
 
     console = Console()
     if subset not in ("train", "test"):

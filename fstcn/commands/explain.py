@@ -65,7 +65,7 @@ def command(
 
     from rich.console import Console
 
-    from model.explain import (
+    from fstcn.model.explain import (
         SALIENCY_METHODS,
         decode_all_frames,
         explain_frames,
@@ -128,7 +128,7 @@ def command(
         result: dict[str, Any] = {"video": str(video), "model": {"name": meta.name, "version": meta.version}}
         result.update(explanation.to_dict())
         if mask is not None:
-            from model.synth.dataset import load_masks
+            from fstcn.model.synth.dataset import load_masks
 
             masks = load_masks(mask)
             reason = mask_mismatch(frames, rotation, masks)

@@ -78,12 +78,12 @@ def command(
 
     from rich.console import Console
 
-    from model.checkpoint import load_checkpoint, model_meta
-    from model.export import ExportVerificationError, export_model, real_inputs_from_videos
+    from fstcn.model.checkpoint import load_checkpoint, model_meta
+    from fstcn.model.export import ExportVerificationError, export_model, real_inputs_from_videos
 
     console = Console()
     logging.basicConfig(level=logging.WARNING)
-    from model.frames_graph import SHARE_DEPTHS
+    from fstcn.core.frames_graph import SHARE_DEPTHS
 
     if fast_graphs not in ("none", *SHARE_DEPTHS):
         console.print(f"[bold red]error[/]: --fast-graphs must be none, lower or branch, got {fast_graphs!r}")
@@ -130,9 +130,9 @@ def command(
         size = result.checkpoint_path.stat().st_size / 1e6
         console.print(f"  checkpoint for explain/tsne: {result.checkpoint_path} ({size:.2f} MB)")
     if calibrate_shared is not None:
-        from model.border_calibration import calibration_path, fit_border_calibration, training_videos
-        from model.checkpoint import build_model_from_checkpoint
-        from model.export import fold_batchnorm
+        from fstcn.model.border_calibration import calibration_path, fit_border_calibration, training_videos
+        from fstcn.model.checkpoint import build_model_from_checkpoint
+        from fstcn.model.export import fold_batchnorm
 
         if refine_epochs and meta.precision != "fp32":  # before the fit: say so before minutes of work
             console.print(
@@ -159,7 +159,7 @@ def command(
                 console.print(f"[bold red]error[/]: {error}")
                 raise typer.Exit(code=2) from error
             if refine_epochs:
-                from model.border_refine import (
+                from fstcn.model.border_refine import (
                     RefineOptions,
                     collect_windows,
                     exact_scorer,
@@ -192,7 +192,7 @@ def command(
                 console.print(f"    refined: per-crop KL to exact crops {before:.4f} -> {after:.4f}")
         console.print(f"  border calibration: {path}")
     if fast_graphs != "none":
-        from model.fastpaths import export_fast_graphs
+        from fstcn.model.fastpaths import export_fast_graphs
 
         with console.status(f"exporting the fast graphs ({fast_graphs} shared trunk)"):
             try:

@@ -17,8 +17,8 @@ def command(
     from rich.console import Console
     from rich.table import Table
 
-    from model.network import fstcn, layer_summary
-    from model.presets import PRESETS
+    from fstcn.core.presets import PRESETS
+    from fstcn.model.network import fstcn, layer_summary
 
     if preset not in PRESETS:
         raise typer.BadParameter(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")

@@ -28,13 +28,14 @@ def command(
     """
     from tqdm import tqdm
 
-    from service.app import engine_from_settings, video_limits
-    from service.engine import ModelLoadError
-    from service.errors import ServiceError
-    from service.log import configure_logging
-    from service.pipeline import Pipeline, PredictOptions
-    from service.schemas import PredictResponse
-    from service.settings import SettingsError, load_settings
+    from fstcn.core.errors import FstcnError
+    from fstcn.core.options import PredictOptions
+    from fstcn.service.app import engine_from_settings, video_limits
+    from fstcn.service.engine import ModelLoadError
+    from fstcn.service.log import configure_logging
+    from fstcn.service.pipeline import Pipeline
+    from fstcn.service.schemas import PredictResponse
+    from fstcn.service.settings import SettingsError, load_settings
 
     overrides: dict[str, object] = {}
     if model is not None:
@@ -54,7 +55,7 @@ def command(
     options = PredictOptions(top_k=top_k, clips=clips, crops=crops, fusion=fusion)
     try:
         options = pipeline.resolve(options)
-    except ServiceError as error:
+    except FstcnError as error:
         _fail(error.message, code=2)
 
     failures = 0
@@ -68,7 +69,7 @@ def command(
             prediction = pipeline.predict_file(path, options)
             body = PredictResponse.from_prediction(prediction, engine, time.perf_counter() - start)
             record.update(body.model_dump(mode="json"))
-        except ServiceError as error:
+        except FstcnError as error:
             failures += 1
             record["error"] = {"code": error.code, "message": error.message}
         except OSError as error:

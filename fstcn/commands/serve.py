@@ -25,10 +25,10 @@ def command(
     """
     import uvicorn
 
-    from service.app import create_app, engine_from_settings, recheck_from_settings
-    from service.engine import ModelLoadError
-    from service.log import configure_logging, uvicorn_log_config
-    from service.settings import SettingsError, get_settings
+    from fstcn.service.app import create_app, engine_from_settings, recheck_from_settings
+    from fstcn.service.engine import ModelLoadError
+    from fstcn.service.log import configure_logging, uvicorn_log_config
+    from fstcn.service.settings import SettingsError, get_settings
 
     try:
         settings = get_settings()
@@ -57,7 +57,7 @@ def command(
             _fail("the server did not start (see the log above)", code=3)
         return
 
-    from service.engine import CPU, Engine
+    from fstcn.service.engine import CPU, Engine
 
     try:  # check the files once on CPU before the workers each load them
         checked = Engine.load(settings.model_path, providers=[CPU])
@@ -72,7 +72,7 @@ def command(
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="fstcn-metrics-")
     _exit_zero_after_graceful_shutdown()
     try:
-        uvicorn.run("service.app:create_app", factory=True, workers=workers, **common)  # type: ignore[arg-type]
+        uvicorn.run("fstcn.service.app:create_app", factory=True, workers=workers, **common)  # type: ignore[arg-type]
     finally:
         if own_dir:
             shutil.rmtree(os.environ.pop("PROMETHEUS_MULTIPROC_DIR"), ignore_errors=True)

@@ -36,7 +36,7 @@ def command(
     from rich.console import Console
     from tqdm import tqdm
 
-    from model.synth.dataset import CLASSES, generate_dataset
+    from fstcn.model.synth.dataset import CLASSES, generate_dataset
 
     if split not in ("train", "test"):
         raise typer.BadParameter(f"--split must be train or test, got {split!r}")

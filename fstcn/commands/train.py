@@ -130,7 +130,7 @@ def command(
 
     from rich.console import Console
 
-    from model.train import TrainConfig, train
+    from fstcn.model.train import TrainConfig, train
 
     console = Console()
     rank = int(os.environ.get("RANK", "0"))

@@ -48,10 +48,10 @@ def command(
     from rich.console import Console
     from rich.table import Table
 
-    from model.datasets import load_dataset
-    from model.explain import load_explainer, write_json
-    from model.tsne import FEATURE_SETS, collect_features, run_tsne, save_tsne_png
-    from model.tsne import limit_per_class as limit_samples
+    from fstcn.model.datasets import load_dataset
+    from fstcn.model.explain import load_explainer, write_json
+    from fstcn.model.tsne import FEATURE_SETS, collect_features, run_tsne, save_tsne_png
+    from fstcn.model.tsne import limit_per_class as limit_samples
 
     console = Console()
     logging.basicConfig(level=logging.WARNING)

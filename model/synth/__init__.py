@@ -5,6 +5,12 @@ skeleton.py (the figure and per-class joint-angle trajectories) -> scene.py (per
 numpy, Pillow and PyAV only; no torch.
 """
 
-from model.synth.dataset import CLASSES, GENERATOR_VERSION, generate_dataset, render_class_video, video_seed
+from fstcn.model.synth.dataset import (
+    CLASSES,
+    GENERATOR_VERSION,
+    generate_dataset,
+    render_class_video,
+    video_seed,
+)
 
 __all__ = ["CLASSES", "GENERATOR_VERSION", "generate_dataset", "render_class_video", "video_seed"]

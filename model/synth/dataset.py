@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from model.synth.render import MASK_STRIDE, figure_boxes, frame_order, render_frames, render_mask
-from model.synth.scene import Scene, sample_scene
-from model.synth.writer import encode_video
+from fstcn.model.synth.render import MASK_STRIDE, figure_boxes, frame_order, render_frames, render_mask
+from fstcn.model.synth.scene import Scene, sample_scene
+from fstcn.model.synth.writer import encode_video
 
 GENERATOR_NAME = "fstcn-synthetic-actions"
 GENERATOR_VERSION = "1.0"
@@ -71,7 +71,7 @@ def render_class_video(
     class_name: str, seed: np.random.SeedSequence | int, difficulty: float = 1.0
 ) -> np.ndarray:
     """(F, H, W, 3) uint8 frames of one video, exactly as they go to the encoder."""
-    from model.synth.render import render_video
+    from fstcn.model.synth.render import render_video
 
     scene, reverse = class_scene(class_name, seed, difficulty)
     return render_video(scene, reverse)

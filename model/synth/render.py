@@ -17,8 +17,8 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image, ImageDraw
 
-from model.synth.scene import ZOOM_STEP, Scene
-from model.synth.skeleton import J
+from fstcn.model.synth.scene import ZOOM_STEP, Scene
+from fstcn.model.synth.skeleton import J
 
 MASK_STRIDE = 4
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model.synth.skeleton import (
+from fstcn.model.synth.skeleton import (
     SIDE_VIEW_CLASSES,
     Body,
     PoseTrack,
@@ -26,7 +26,7 @@ from model.synth.skeleton import (
     motion_track,
     sample_body,
 )
-from model.synth.writer import Encoding
+from fstcn.model.synth.writer import Encoding
 
 FPS_CHOICES = (15, 24, 25, 30)
 # Landscape (width, height) and weights: mostly small frames (training resizes the short side to 128).

@@ -13,10 +13,10 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from service.engine import Engine
-from service.errors import Overloaded, Unauthorized
-from service.pipeline import Pipeline
-from service.settings import Settings, get_settings
+from fstcn.service.engine import Engine
+from fstcn.service.errors import Overloaded, Unauthorized
+from fstcn.service.pipeline import Pipeline
+from fstcn.service.settings import Settings, get_settings
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 

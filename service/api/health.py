@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from service.api.errors import error_responses
-from service.errors import NotReady
-from service.schemas import HealthResponse, ReadyResponse
+from fstcn.service.api.errors import error_responses
+from fstcn.service.errors import NotReady
+from fstcn.service.schemas import HealthResponse, ReadyResponse
 
 router = APIRouter(tags=["health"])
 

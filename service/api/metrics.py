@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
 
-from service import metrics
-from service.api.deps import require_metrics_key
-from service.api.errors import error_responses
+from fstcn.service import metrics
+from fstcn.service.api.deps import require_metrics_key
+from fstcn.service.api.errors import error_responses
 
 router = APIRouter(tags=["metrics"], dependencies=[Depends(require_metrics_key)])
 

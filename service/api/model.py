@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from service.api.deps import EngineDep, SettingsDep, require_api_key
-from service.api.errors import error_responses
-from service.schemas import ModelResponse
+from fstcn.service.api.deps import EngineDep, SettingsDep, require_api_key
+from fstcn.service.api.errors import error_responses
+from fstcn.service.schemas import ModelResponse
 
 router = APIRouter(prefix="/v1", tags=["model"], dependencies=[Depends(require_api_key)])
 

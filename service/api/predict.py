@@ -12,10 +12,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from service.api.deps import PipelineDep, require_api_key
-from service.api.errors import error_responses
-from service.pipeline import PredictOptions
-from service.schemas import PredictParams, PredictResponse
+from fstcn.core.options import PredictOptions
+from fstcn.service.api.deps import PipelineDep, require_api_key
+from fstcn.service.api.errors import error_responses
+from fstcn.service.schemas import PredictParams, PredictResponse
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)])
 

@@ -16,14 +16,14 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from bench.core import Stats, interleaved, lower_conv_macs, network_flops, ratio_stats, request_flops
-from bench.loadgen import free_port, run_load
-from bench.markdown import render as render_markdown
-from bench.media import write_bench_video
-from bench.report import render
-from bench.runner import BenchConfig, summarise_profile, targets
+from fstcn.bench.core import Stats, interleaved, lower_conv_macs, network_flops, ratio_stats, request_flops
+from fstcn.bench.loadgen import free_port, run_load
+from fstcn.bench.markdown import render as render_markdown
+from fstcn.bench.media import write_bench_video
+from fstcn.bench.report import render
+from fstcn.bench.runner import BenchConfig, summarise_profile, targets
 from fstcn.cli import app
-from model.presets import PRESETS
+from fstcn.core.presets import PRESETS
 
 
 def test_stats_and_ratios() -> None:
@@ -186,7 +186,7 @@ def test_fstcn_bench_writes_the_complete_results_json(tmp_path: Path) -> None:
 
 
 def test_gpu_bench_runs_its_cpu_fallback_on_the_tiny_preset(tmp_path: Path) -> None:
-    from bench.gpu_bench import main
+    from fstcn.bench.gpu_bench import main
     from tests.videos import write_video
 
     video = write_video(tmp_path / "clip.mp4", seconds=2.0, width=64, height=48)
@@ -203,7 +203,7 @@ def test_gpu_bench_runs_its_cpu_fallback_on_the_tiny_preset(tmp_path: Path) -> N
 
 
 def test_gpu_bench_onnx_and_pipeline_steps_run_on_the_cpu_provider(tmp_path: Path) -> None:
-    from bench.gpu_bench import main
+    from fstcn.bench.gpu_bench import main
     from tests.videos import write_video
 
     video = write_video(tmp_path / "clip.mp4", seconds=2.0, width=64, height=48)
@@ -224,7 +224,7 @@ def test_gpu_bench_onnx_and_pipeline_steps_run_on_the_cpu_provider(tmp_path: Pat
 
 
 def test_conv_profile_maps_every_exported_conv_kernel_to_its_layer() -> None:
-    from bench.conv_profile import layer_of
+    from fstcn.bench.conv_profile import layer_of
 
     assert layer_of("/network/lower/conv1/relu/Relu_output_0_nchwc_kernel_time") == "lower.conv1"
     assert layer_of("/network/lower/conv2/relu_1/Relu_output_0_nchwc_kernel_time") == "lower.conv2"

@@ -14,7 +14,8 @@ import torch
 from typer.testing import CliRunner
 
 from fstcn.cli import app
-from model.border_calibration import (
+from fstcn.core.frames_graph import GRAPH_KEY, GraphInfo, frame_feeds
+from fstcn.model.border_calibration import (
     BorderCalibration,
     WindowCalibration,
     _Moments,
@@ -22,10 +23,9 @@ from model.border_calibration import (
     fit_border_calibration,
     training_videos,
 )
-from model.checkpoint import build_model_from_checkpoint
-from model.export import fold_batchnorm
-from model.fastpaths import example_frames, export_trunk_graph
-from model.frames_graph import GRAPH_KEY, GraphInfo, frame_feeds
+from fstcn.model.checkpoint import build_model_from_checkpoint
+from fstcn.model.export import fold_batchnorm
+from fstcn.model.fastpaths import example_frames, export_trunk_graph
 from tests.bench.tiny import tiny_checkpoint
 
 torch.set_num_threads(1)
@@ -137,7 +137,7 @@ def test_calibrated_trunk_graph(tmp_path: Path, video_factory: Callable[..., Pat
         np.testing.assert_allclose(probs["identity"], probs["none"], atol=1e-6)
         assert np.abs(probs["fitted"] - probs["none"]).max() > 1e-4
     with pytest.raises(ValueError, match="branch"):
-        from model.fastpaths import SharedTrunkGraph
+        from fstcn.model.fastpaths import SharedTrunkGraph
 
         network, meta = build_model_from_checkpoint(checkpoint)
         SharedTrunkGraph(network, meta, "lower", calibration.cuts["branch"])

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from model.border_calibration import BorderCalibration, fit_border_calibration
-from model.border_refine import (
+from fstcn.core.frames_graph import frame_feeds
+from fstcn.model.border_calibration import BorderCalibration, fit_border_calibration
+from fstcn.model.border_refine import (
     CalibratedUpper,
     RefineOptions,
     WindowSet,
@@ -22,10 +23,9 @@ from model.border_refine import (
     shared_probs,
     video_agreement,
 )
-from model.checkpoint import build_model_from_checkpoint
-from model.export import export_model, fold_batchnorm
-from model.fastpaths import SharedTrunkGraph, graph_info
-from model.frames_graph import frame_feeds
+from fstcn.model.checkpoint import build_model_from_checkpoint
+from fstcn.model.export import export_model, fold_batchnorm
+from fstcn.model.fastpaths import SharedTrunkGraph, graph_info
 from tests.bench.tiny import tiny_checkpoint
 
 torch.set_num_threads(1)
@@ -75,8 +75,8 @@ def test_calibrated_upper_is_the_trunk_graphs_function(tiny: dict[str, object], 
     cut = calibration.cuts[share]
     upper = CalibratedUpper(network, cut)  # type: ignore[arg-type]
     graph = SharedTrunkGraph(network, meta, share, cut).eval()  # type: ignore[arg-type]
-    from model.clips import plan_clip_pairs
-    from service.video.decode import decode_video, probe_video
+    from fstcn.core.clips import plan_clip_pairs
+    from fstcn.core.video.decode import decode_video, probe_video
 
     video = Path(tiny["videos"][0])  # type: ignore[index]
     probe = probe_video(video)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.media import write_bench_video
-from model.clips import gather_clip_pairs, plan_clip_pairs
-from model.meta import SamplingParams
-from service.video.decode import decode_video
+from fstcn.bench.media import write_bench_video
+from fstcn.core.clips import gather_clip_pairs, plan_clip_pairs
+from fstcn.core.meta import SamplingParams
+from fstcn.core.video.decode import decode_video
 
 
 def test_sparse_keyframes_still_seek_past_every_gap(tmp_path: Path) -> None:

@@ -15,20 +15,8 @@ import torch
 from typer.testing import CliRunner
 
 from fstcn.cli import app
-from model.border_calibration import WindowCalibration
-from model.checkpoint import build_model_from_checkpoint, load_checkpoint, model_meta
-from model.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
-from model.export import export_model
-from model.fastpaths import (
-    SharedTrunkGraph,
-    example_frames,
-    export_fast_graphs,
-    export_trunk_graph,
-    frames_graph_paths,
-    graph_info,
-    logits_above_cut,
-)
-from model.frames_graph import (
+from fstcn.core.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
+from fstcn.core.frames_graph import (
     GRAPH_KEY,
     GraphInfo,
     TrunkLayer,
@@ -39,8 +27,20 @@ from model.frames_graph import (
     snapped_offsets,
     trunk_layers,
 )
-from model.meta import META_KEY, ModelMeta
-from model.presets import PRESETS
+from fstcn.core.meta import META_KEY, ModelMeta
+from fstcn.core.presets import PRESETS
+from fstcn.model.border_calibration import WindowCalibration
+from fstcn.model.checkpoint import build_model_from_checkpoint, load_checkpoint, model_meta
+from fstcn.model.export import export_model
+from fstcn.model.fastpaths import (
+    SharedTrunkGraph,
+    example_frames,
+    export_fast_graphs,
+    export_trunk_graph,
+    frames_graph_paths,
+    graph_info,
+    logits_above_cut,
+)
 from tests.bench.tiny import LABELS, tiny_checkpoint
 
 torch.set_num_threads(1)
@@ -259,7 +259,7 @@ def test_trunk_forms_bench_compares_two_layouts_of_one_function(
 ) -> None:
     """`python -m bench.trunk_forms` on the tiny preset (pools of 3 on 7 x 7 windows): the previous and the
     current layout give the same probabilities on the decoded bench clip, for both cuts."""
-    from bench.trunk_forms import main
+    from fstcn.bench.trunk_forms import main
 
     checkpoint = tiny_checkpoint(tmp_path / "tiny.pt")
     main(["--checkpoint", str(checkpoint), "--repeats", "1", "--threads", "1", "--cache", str(tmp_path)])

@@ -1,5 +1,5 @@
 """The two layouts of a benchmark report (Markdown for bench/RESULTS.md, rich for `fstcn bench`) show the
-same tables, cell for cell, as `bench.tables` builds them: each layout is read back and compared."""
+same tables, cell for cell, as `fstcn.bench.tables` builds them: each layout is read back and compared."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from rich.console import Console
 from rich.table import Table as RichTable
 from rich.text import Text
 
-from bench.core import Stats
-from bench.markdown import render as render_markdown
-from bench.report import render as render_rich
-from bench.tables import Table, stats_text, tables
+from fstcn.bench.core import Stats
+from fstcn.bench.markdown import render as render_markdown
+from fstcn.bench.report import render as render_rich
+from fstcn.bench.tables import Table, stats_text, tables
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 Shown = list[tuple[str, list[str], list[list[str]]]]  # (title, columns, rows) per table
@@ -59,7 +59,7 @@ def _results(name: str) -> dict[str, Any]:
 
 
 def _markdown_shown(text: str) -> Shown:
-    """Read back `bench.markdown`'s layout: a bold title line, a blank line, a pipe table."""
+    """Read back `fstcn.bench.markdown`'s layout: a bold title line, a blank line, a pipe table."""
     shown: Shown = []
     for block in text.strip().split("\n\n"):
         lines = block.split("\n")

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.engine import BatchingOptions, Engine
-from service.pipeline import Pipeline, PredictOptions
-from service.video.decode import VideoLimits
+from fstcn.core.options import PredictOptions
+from fstcn.core.video.decode import VideoLimits
+from fstcn.service.engine import BatchingOptions, Engine
+from fstcn.service.pipeline import Pipeline
 from tests.bench.test_fastpaths import _export
 
 
@@ -64,7 +65,7 @@ def test_recheck_answers_close_calls_with_exact_crops(
     graph's or the exact frames graph's); over it, the shared trunk's own."""
     from prometheus_client import REGISTRY
 
-    from service.pipeline import Recheck
+    from fstcn.service.pipeline import Recheck
 
     plain_path, paths = models
     video = video_factory("fast.mp4", seconds=3.0, width=96, height=64)
@@ -98,9 +99,9 @@ def test_recheck_answers_close_calls_with_exact_crops(
 def test_recheck_model_must_match_the_served_model(
     models: tuple[Path, dict[str, Path]], tmp_path: Path
 ) -> None:
-    from service.app import recheck_from_settings
-    from service.engine import ModelLoadError
-    from service.settings import Settings
+    from fstcn.service.app import recheck_from_settings
+    from fstcn.service.engine import ModelLoadError
+    from fstcn.service.settings import Settings
 
     plain_path, paths = models
     served = Engine.load(paths["branch"], providers=["CPUExecutionProvider"], intra_op_threads=1)
@@ -128,9 +129,9 @@ def test_recheck_model_runs_where_the_served_model_runs_and_adds_no_fallback_lin
 
     import onnxruntime as ort
 
-    from service.app import engine_from_settings, recheck_from_settings
-    from service.engine import CUDA, ModelLoadError
-    from service.settings import Settings
+    from fstcn.service.app import engine_from_settings, recheck_from_settings
+    from fstcn.service.engine import CUDA, ModelLoadError
+    from fstcn.service.settings import Settings
 
     plain_path, paths = models
     if CUDA in ort.get_available_providers():
@@ -140,7 +141,7 @@ def test_recheck_model_runs_where_the_served_model_runs_and_adds_no_fallback_lin
         except ModelLoadError:
             pass
     settings = Settings(model_path=paths["branch"], recheck_model_path=paths["exact"], providers="auto")
-    with caplog.at_level(logging.INFO, logger="service.engine"):
+    with caplog.at_level(logging.INFO, logger="fstcn.service.engine"):
         served = engine_from_settings(settings)
         recheck = recheck_from_settings(settings, served)
     assert recheck is not None and recheck.engine.providers == served.providers == ["CPUExecutionProvider"]

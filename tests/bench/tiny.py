@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from model.checkpoint import save_checkpoint
-from model.network import fstcn
+from fstcn.model.checkpoint import save_checkpoint
+from fstcn.model.network import fstcn
 
 LABELS = ["a", "b", "c", "d"]
 

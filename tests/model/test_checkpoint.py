@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from model.checkpoint import build_model_from_checkpoint, load_checkpoint, save_checkpoint
-from model.meta import ModelMeta, SamplingParams
-from model.network import fstcn
+from fstcn.core.meta import ModelMeta, SamplingParams
+from fstcn.model.checkpoint import build_model_from_checkpoint, load_checkpoint, save_checkpoint
+from fstcn.model.network import fstcn
 
 torch.set_num_threads(1)
 LABELS = ["a", "b", "c"]

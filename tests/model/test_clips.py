@@ -1,11 +1,11 @@
-"""model.clips: hand-computed sampling indices, short/VFR videos, crop boxes, network input layout."""
+"""fstcn.core.clips: hand-computed sampling indices, short/VFR videos, crop boxes, network input layout."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from model.clips import (
+from fstcn.core.clips import (
     ClipPlan,
     CropBox,
     clip_pair_times,
@@ -17,7 +17,7 @@ from model.clips import (
     plan_clip_pairs,
     resized_size,
 )
-from model.meta import ModelMeta, SamplingParams
+from fstcn.core.meta import ModelMeta, SamplingParams
 
 DEFAULT = SamplingParams()  # l_t = 5, s_t = 5, d_t = 9, ref 25 fps
 

@@ -1,4 +1,4 @@
-"""model.datasets on tiny fake trees written in the official UCF101 / HMDB51 formats and plain folders."""
+"""fstcn.model.datasets on tiny fake trees in the official UCF101 / HMDB51 formats and plain folders."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from model.datasets import DatasetSplit, VideoSample, detect_kind, load_dataset, load_folder, load_ucf101
+from fstcn.model.datasets import (
+    DatasetSplit,
+    VideoSample,
+    detect_kind,
+    load_dataset,
+    load_folder,
+    load_ucf101,
+)
 
 
 def _touch(path: Path) -> Path:

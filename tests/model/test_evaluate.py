@@ -1,4 +1,4 @@
-"""model.evaluate and `fstcn evaluate` with a tiny hand-built ONNX model on tiny generated videos."""
+"""fstcn.model.evaluate and `fstcn evaluate` with a tiny hand-built ONNX model on tiny generated videos."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
 from fstcn.cli import app
-from model.clips import crop_boxes, gather_clip_pairs, network_inputs, plan_clip_pairs
-from model.datasets import VideoSample, load_dataset
-from model.evaluate import (
+from fstcn.core.clips import crop_boxes, gather_clip_pairs, network_inputs, plan_clip_pairs
+from fstcn.core.meta import META_KEY, ModelMeta, SamplingParams
+from fstcn.model.datasets import VideoSample, load_dataset
+from fstcn.model.evaluate import (
     CROP_SUBSETS,
     OnnxPredictor,
     confusion_matrix,
@@ -23,7 +24,6 @@ from model.evaluate import (
     topk_correct,
     video_probs,
 )
-from model.meta import META_KEY, ModelMeta, SamplingParams
 from tests.videos import write_video
 
 CPU = ["CPUExecutionProvider"]
@@ -180,10 +180,10 @@ def test_checkpoint_and_its_onnx_export_agree(tmp_path: Path) -> None:
     """A PyTorch checkpoint evaluates like the ONNX file exported from it (both through load_predictor)."""
     import torch
 
-    from model.checkpoint import save_checkpoint
-    from model.export import export_model
-    from model.network import fstcn
-    from model.presets import get_config
+    from fstcn.core.presets import get_config
+    from fstcn.model.checkpoint import save_checkpoint
+    from fstcn.model.export import export_model
+    from fstcn.model.network import fstcn
 
     torch.set_num_threads(1)
     torch.manual_seed(0)

@@ -12,11 +12,13 @@ import torch
 from typer.testing import CliRunner
 
 from fstcn.cli import app
-from model.checkpoint import build_model_from_checkpoint, save_checkpoint
-from model.clips import CropBox, crop_boxes, nearest_frame_indices
-from model.datasets import load_dataset
-from model.evaluate import TorchPredictor, frames_probs
-from model.explain import (
+from fstcn.core.clips import CropBox, crop_boxes, nearest_frame_indices
+from fstcn.core.fusion import fuse_scores
+from fstcn.core.presets import get_config
+from fstcn.model.checkpoint import build_model_from_checkpoint, save_checkpoint
+from fstcn.model.datasets import load_dataset
+from fstcn.model.evaluate import TorchPredictor, frames_probs
+from fstcn.model.explain import (
     Explanation,
     explain_frames,
     explanation_masks,
@@ -27,11 +29,9 @@ from model.explain import (
     saliency_mask_share,
     save_saliency_grid,
 )
-from model.network import fstcn
-from model.presets import get_config
-from model.synth.dataset import CLASSES, generate_dataset
-from model.tsne import collect_features, knn_loo_accuracy, limit_per_class, run_tsne, separability
-from service.fusion import fuse_scores
+from fstcn.model.network import fstcn
+from fstcn.model.synth.dataset import CLASSES, generate_dataset
+from fstcn.model.tsne import collect_features, knn_loo_accuracy, limit_per_class, run_tsne, separability
 
 FPS = 25.0
 HEIGHT, WIDTH = 40, 56  # already at the tiny preset's resize_short (40): frames go in as decoded

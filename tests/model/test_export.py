@@ -12,12 +12,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import model.export as export_module
+import fstcn.model.export as export_module
 from fstcn.cli import app
-from model.checkpoint import build_model_from_checkpoint, load_checkpoint, save_checkpoint
-from model.export import ExportResult, ExportVerificationError, export_model, real_inputs_from_videos
-from model.meta import META_KEY, ModelMeta
-from model.network import FstCN, LocalResponseNorm, fstcn
+from fstcn.core.meta import META_KEY, ModelMeta
+from fstcn.model.checkpoint import build_model_from_checkpoint, load_checkpoint, save_checkpoint
+from fstcn.model.export import ExportResult, ExportVerificationError, export_model, real_inputs_from_videos
+from fstcn.model.network import FstCN, LocalResponseNorm, fstcn
 
 torch.set_num_threads(1)
 LABELS = ["wave", "clap", "jump", "squat"]

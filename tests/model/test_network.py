@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 import torch
 
-from model.meta import SamplingParams
-from model.network import FstCN, TPOperator, fstcn, layer_summary
-from model.presets import PRESETS, FstCNConfig, get_config
+from fstcn.core.meta import SamplingParams
+from fstcn.core.presets import PRESETS, FstCNConfig, get_config
+from fstcn.model.network import FstCN, TPOperator, fstcn, layer_summary
 
 torch.set_num_threads(1)
 

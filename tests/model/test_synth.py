@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fstcn.cli import app
-from model.synth.dataset import (
+from fstcn.model.synth.dataset import (
     CLASSES,
     class_scene,
     generate_dataset,
@@ -21,9 +21,9 @@ from model.synth.dataset import (
     render_class_video,
     video_seed,
 )
-from model.synth.render import MASK_STRIDE, figure_boxes, render_mask
-from model.synth.scene import sample_scene
-from model.synth.writer import Encoding, encode_video
+from fstcn.model.synth.render import MASK_STRIDE, figure_boxes, render_mask
+from fstcn.model.synth.scene import sample_scene
+from fstcn.model.synth.writer import Encoding, encode_video
 
 
 def decode(path: Path) -> np.ndarray:

@@ -1,5 +1,5 @@
 """`fstcn train` on a tiny generated dataset: checkpoints and log, exact resume, DDP on two CPU ranks,
-and the augmentation path (through `model.clips`) and the frame cache."""
+and the augmentation path (through `fstcn.core.clips`) and the frame cache."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from model.augment import AugmentConfig, random_square, training_frame, training_pair, validation_pairs
-from model.clips import network_inputs
-from model.frame_cache import CachedVideo, build_frame_cache
-from model.meta import ModelMeta, SamplingParams
-from model.train import (
+from fstcn.core.clips import network_inputs
+from fstcn.core.meta import ModelMeta, SamplingParams
+from fstcn.model.augment import AugmentConfig, random_square, training_frame, training_pair, validation_pairs
+from fstcn.model.frame_cache import CachedVideo, build_frame_cache
+from fstcn.model.train import (
     TrainConfig,
     TrainingSamples,
     VideoItem,
@@ -87,7 +87,7 @@ def _log(out: Path) -> list[dict[str, object]]:
 
 
 def _state(out: Path, name: str = "last.pt") -> dict[str, torch.Tensor]:
-    from model.checkpoint import load_checkpoint
+    from fstcn.model.checkpoint import load_checkpoint
 
     return load_checkpoint(out / name)["state_dict"]  # type: ignore[no-any-return]
 
@@ -99,7 +99,7 @@ def _assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor])
 
 
 def test_single_process_run_writes_checkpoints_and_log(tiny_dataset: Path, tmp_path: Path) -> None:
-    from model.checkpoint import load_checkpoint
+    from fstcn.model.checkpoint import load_checkpoint
 
     result = train(_config(tiny_dataset, tmp_path / "run"))
     out = tmp_path / "run"
@@ -121,7 +121,7 @@ def test_single_process_run_writes_checkpoints_and_log(tiny_dataset: Path, tmp_p
     assert checkpoint["optimizer"] is not None
     assert (out / "best.pt").exists()
     # stage 1 trained the auxiliary head (stage 2 leaves it alone with the default aux_weight 0)
-    from model.network import fstcn
+    from fstcn.model.network import fstcn
 
     torch.manual_seed(7)
     initial = fstcn(preset="tiny", num_classes=2).state_dict()
@@ -151,7 +151,7 @@ def test_time_budget_stops_cleanly_and_resumes(
     out = tmp_path / "budget"
     stopped = train(_config(tiny_dataset, out, max_minutes=1e-6))  # spent before the first step
     assert not stopped.completed
-    from model.checkpoint import load_checkpoint
+    from fstcn.model.checkpoint import load_checkpoint
 
     assert load_checkpoint(out / "last.pt")["extra"]["progress"] == {"stage": 1, "epochs_done": 0, "step": 0}
     assert _log(out)[-1]["completed"] is False
@@ -173,7 +173,7 @@ def test_resume_without_checkpoint_fails(tiny_dataset: Path, tmp_path: Path) -> 
 
 
 def test_spatial_only_training_checkpoints_its_paths(tiny_dataset: Path, tmp_path: Path) -> None:
-    from model.checkpoint import load_checkpoint
+    from fstcn.model.checkpoint import load_checkpoint
 
     train(_config(tiny_dataset, tmp_path / "spatial", paths="spatial", epochs_stage2=1))
     checkpoint = load_checkpoint(tmp_path / "spatial" / "last.pt")
@@ -286,7 +286,7 @@ def test_unscaled_unflipped_training_pair_equals_the_serving_inputs() -> None:
     appearance, motion = training_pair(frames, times, meta, np.random.default_rng(0), config)
     assert appearance.shape == (3, 16, 16) and motion.shape == (3, 3, 16, 16)
     # serving computes the same clip (the middle one when the video is 1 span long: t0 = latest / 2)
-    from model.clips import ClipPlan, clip_pair_times, gather_clip_pairs
+    from fstcn.core.clips import ClipPlan, clip_pair_times, gather_clip_pairs
 
     start = max(0.0, times[-1] - meta.sampling.span_s) / 2
     clip_times, diff_times = clip_pair_times(start, meta.sampling)
@@ -346,7 +346,7 @@ def test_validation_pairs_are_the_serving_centre_crop() -> None:
     frames, times = _frames()
     meta = _meta()
     appearance, motion = validation_pairs(frames, times, meta, num_clips=2)
-    from model.clips import gather_clip_pairs, plan_clip_pairs
+    from fstcn.core.clips import gather_clip_pairs, plan_clip_pairs
 
     plan = plan_clip_pairs(0.0, float(times[-1]), meta.sampling, 2)
     served = network_inputs(*gather_clip_pairs(frames, times, plan), meta, num_crops=1)
@@ -415,7 +415,7 @@ def test_init_from_copies_what_fits_and_names_the_rest(
     source = tmp_path / "source"
     train(_config(tiny_dataset, source, epochs_stage2=1))
     tuned = tmp_path / "tuned"
-    with caplog.at_level(logging.INFO, logger="model.train"):
+    with caplog.at_level(logging.INFO, logger="fstcn.model.train"):
         train(
             _config(
                 tiny_dataset,

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from service.api import deps
-from service.app import create_app
-from service.settings import Settings
+from fstcn.service.api import deps
+from fstcn.service.app import create_app
+from fstcn.service.settings import Settings
 from tests.reliability.conftest import assert_error, live_server, post_file
 from tests.service.servers import ServerProcess, open_client, temp_uploads
 from tests.videos import write_video

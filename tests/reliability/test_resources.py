@@ -32,8 +32,8 @@ def hwm():
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
 import av
-from service.errors import ServiceError
-from service.video.decode import probe_video
+from fstcn.core.errors import FstcnError
+from fstcn.core.video.decode import probe_video
 path, mode = sys.argv[1], sys.argv[2]
 before = hwm()
 outcome = "opened"
@@ -43,7 +43,7 @@ try:
             outcome = "%dx%d" % (container.streams.video[0].width, container.streams.video[0].height)
     else:
         probe_video(path)
-except ServiceError as error:
+except FstcnError as error:
     outcome = error.code
 print(json.dumps({"growth_kib": hwm() - before, "outcome": outcome}))
 """

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from service.app import create_app
-from service.settings import Settings
+from fstcn.service.app import create_app
+from fstcn.service.settings import Settings
 from tests.service.fake_model import write_fake_model
 from tests.service.servers import ServerProcess, TestClient, open_client, serve_process
 

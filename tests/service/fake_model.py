@@ -1,6 +1,6 @@
 """A tiny FstCN-contract ONNX model built with onnx.helper (no torch), for fast service tests.
 
-The graph honours the I/O contract of `model.meta`: inputs `appearance` (B, 3, c, c) and `motion`
+The graph honours the I/O contract of `fstcn.core.meta`: inputs `appearance` (B, 3, c, c) and `motion`
 (B, T, 3, c, c) float32, output `probs` (B, N) float32 = softmax of a fixed random linear map of the
 per-channel means of the appearance frame and of every motion frame (plus the mean absolute motion),
 so different videos, clips and crops give different, deterministic probabilities. The `ModelMeta` JSON
@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from model.meta import (
+from fstcn.core.meta import (
     APPEARANCE_INPUT,
     META_KEY,
     MOTION_INPUT,

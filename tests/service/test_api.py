@@ -19,10 +19,10 @@ import httpx
 import numpy as np
 import pytest
 
-from service.app import create_app
-from service.engine import CPU, Engine
-from service.schemas import PredictResponse
-from service.settings import Settings
+from fstcn.service.app import create_app
+from fstcn.service.engine import CPU, Engine
+from fstcn.service.schemas import PredictResponse
+from fstcn.service.settings import Settings
 from tests.service import hostile_media
 from tests.service.fake_model import FAKE_LABELS, FAKE_META
 from tests.service.servers import (
@@ -296,20 +296,20 @@ class GatedEngine:
         self.infer_gate = threading.Event()
         self.infer_gate.set()
         self.fail_with: Exception | None = None
-        warm_up, infer = engine.warm_up, engine.infer
+        warm_up, run = engine.warm_up, engine.run
 
         def gated_warm_up() -> None:
             self.warm_gate.wait(30)
             warm_up()
 
-        def gated_infer(appearance: np.ndarray, motion: np.ndarray) -> np.ndarray:
+        def gated_run(feeds: dict[str, np.ndarray]) -> np.ndarray:
             self.infer_gate.wait(30)
             if self.fail_with is not None:
                 raise self.fail_with
-            return infer(appearance, motion)
+            return run(feeds)
 
         engine.warm_up = gated_warm_up  # type: ignore[method-assign]
-        engine.infer = gated_infer  # type: ignore[method-assign]
+        engine.run = gated_run  # type: ignore[method-assign]
 
 
 @pytest.fixture

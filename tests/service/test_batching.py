@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from service.batching import BatcherClosed, DynamicBatcher
+from fstcn.service.batching import BatcherClosed, DynamicBatcher
 
 
 class Recorder:

@@ -15,8 +15,8 @@ from typing import Any
 import av
 import pytest
 
-from service.errors import InvalidVideo, UnsupportedMedia
-from service.video.containers import (
+from fstcn.core.errors import InvalidVideo, UnsupportedMedia
+from fstcn.core.video.containers import (
     ALLOWED_FORMAT_NAMES,
     ContainerType,
     NestedOpenGuard,
@@ -24,7 +24,7 @@ from service.video.containers import (
     open_locked,
     sniff_container,
 )
-from service.video.decode import decode_video, probe_video
+from fstcn.core.video.decode import decode_video, probe_video
 from tests.service.hostile_media import (
     FifoCanary,
     ffconcat_script,

@@ -18,11 +18,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-import service.video.decode as decode_module
-from model.clips import nearest_frame_indices, plan_clip_pairs
-from model.meta import SamplingParams
-from service.errors import InvalidVideo, UnsupportedMedia, VideoTooLarge, VideoTooShort
-from service.video.decode import DecodedVideo, VideoLimits, decode_video, probe_video
+import fstcn.core.video.decode as decode_module
+from fstcn.core.clips import nearest_frame_indices, plan_clip_pairs
+from fstcn.core.errors import InvalidVideo, UnsupportedMedia, VideoTooLarge, VideoTooShort
+from fstcn.core.meta import SamplingParams
+from fstcn.core.video.decode import DecodedVideo, VideoLimits, decode_video, probe_video
 from tests.service.hostile_media import png_bytes, truncated_copy
 from tests.videos import render_frame, write_video
 

@@ -12,18 +12,11 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from model.meta import ModelMeta
-from service.engine import (
-    CPU,
-    CUDA,
-    MAX_TENSOR_ELEMENTS,
-    BatchingOptions,
-    ConcurrencyLimiter,
-    Engine,
-    ModelLoadError,
-    max_rows_per_run,
-)
-from service.errors import Overloaded
+from fstcn.core.meta import APPEARANCE_INPUT, MOTION_INPUT, ModelMeta
+from fstcn.core.runtime import CPU, CUDA, MAX_TENSOR_ELEMENTS, ModelLoadError, max_rows_per_run
+from fstcn.service.admission import ConcurrencyLimiter
+from fstcn.service.engine import BatchingOptions, Engine
+from fstcn.service.errors import Overloaded, headers_of
 from tests.service.fake_model import FAKE_META, fake_meta, write_fake_model
 
 
@@ -35,6 +28,11 @@ def inputs(rows: int, meta: ModelMeta = FAKE_META, seed: int = 0) -> tuple[np.nd
     return appearance, motion
 
 
+def infer(engine: Engine, appearance: np.ndarray, motion: np.ndarray) -> np.ndarray:
+    """The plain graph's run on host-made inputs (B, 3, c, c) and (B, T, 3, c, c) -> (B, N)."""
+    return engine.run({APPEARANCE_INPUT: appearance, MOTION_INPUT: motion})
+
+
 def test_load_reads_metadata_and_runs(fake_model_path: Path) -> None:
     engine = Engine.load(fake_model_path, providers=[CPU])
     assert engine.meta == FAKE_META
@@ -42,21 +40,21 @@ def test_load_reads_metadata_and_runs(fake_model_path: Path) -> None:
     assert not engine.ready
     engine.warm_up()
     assert engine.ready
-    probs = engine.infer(*inputs(7))
+    probs = infer(engine, *inputs(7))
     assert probs.shape == (7, FAKE_META.num_classes) and probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
-    assert len({int(row.argmax()) for row in engine.infer(*inputs(64, seed=1))}) > 1  # not constant
+    assert len({int(row.argmax()) for row in infer(engine, *inputs(64, seed=1))}) > 1  # not constant
 
 
 def test_infer_checks_shapes(fake_model_path: Path) -> None:
     engine = Engine.load(fake_model_path, providers=[CPU])
     appearance, motion = inputs(2)
     with pytest.raises(ValueError, match="expected appearance"):
-        engine.infer(appearance, motion[:1])
+        infer(engine, appearance, motion[:1])
     with pytest.raises(ValueError, match="expected appearance"):
-        engine.infer(appearance[:, :, :16], motion)
+        infer(engine, appearance[:, :, :16], motion)
     with pytest.raises(ValueError, match="at least one row"):
-        engine.infer(appearance[:0], motion[:0])
+        infer(engine, appearance[:0], motion[:0])
 
 
 def test_missing_model_file(tmp_path: Path) -> None:
@@ -101,7 +99,7 @@ def test_auto_providers_fall_back_to_cpu_in_one_log_line(
         except ModelLoadError:
             pass
     capfd.readouterr()
-    with caplog.at_level(logging.INFO, logger="service.engine"):
+    with caplog.at_level(logging.INFO, logger="fstcn.service.engine"):
         engine = Engine.load(fake_model_path)  # providers=None: auto
     assert engine.providers == [CPU]
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -143,12 +141,12 @@ class CountingSession:
 def test_runs_beyond_max_rows_per_run_are_split_and_joined_in_order(fake_model_path: Path) -> None:
     whole = Engine.load(fake_model_path, providers=[CPU])
     split = Engine.load(fake_model_path, providers=[CPU])
-    counting = CountingSession(split.session)
-    split.session = counting  # type: ignore[assignment]
-    split.max_rows_per_run = 4
+    counting = CountingSession(split.model.session)
+    split.model.session = counting  # type: ignore[assignment]
+    split.model.max_rows_per_run = 4
     appearance, motion = inputs(11, seed=3)
-    expected = whole.infer(appearance, motion)
-    np.testing.assert_allclose(split.infer(appearance, motion), expected, rtol=1e-5, atol=1e-6)
+    expected = infer(whole, appearance, motion)
+    np.testing.assert_allclose(infer(split, appearance, motion), expected, rtol=1e-5, atol=1e-6)
     assert counting.batches == [4, 4, 3]
 
 
@@ -162,7 +160,7 @@ def test_batched_engine_gives_the_same_results_as_plain(fake_model_path: Path) -
         results: dict[int, np.ndarray] = {}
 
         def call(i: int) -> None:
-            results[i] = batched.infer(*requests[i])
+            results[i] = infer(batched, *requests[i])
 
         threads = [threading.Thread(target=call, args=(i,)) for i in range(len(requests))]
         for thread in threads:
@@ -170,7 +168,7 @@ def test_batched_engine_gives_the_same_results_as_plain(fake_model_path: Path) -
         for thread in threads:
             thread.join(10)
         for i, (appearance, motion) in enumerate(requests):
-            np.testing.assert_allclose(results[i], plain.infer(appearance, motion), rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(results[i], infer(plain, appearance, motion), rtol=1e-5, atol=1e-6)
     finally:
         batched.close()
 
@@ -185,7 +183,7 @@ def test_limiter_refuses_beyond_the_queue_and_holds_abandoned_slots() -> None:
             await asyncio.sleep(0.01)
         with pytest.raises(Overloaded) as refused:
             await limiter.run(lambda: "third")
-        assert refused.value.headers() == {"Retry-After": "3"}
+        assert headers_of(refused.value) == {"Retry-After": "3"}
         # the first caller gives up (timeout): its thread still runs, so its slot stays taken
         first.cancel()
         await asyncio.sleep(0.05)

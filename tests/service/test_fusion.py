@@ -1,11 +1,11 @@
-"""service.fusion: SCI and clip/video fusion against hand-computed vectors."""
+"""fstcn.core.fusion: SCI and clip/video fusion against hand-computed vectors."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from service.fusion import fuse_scores, sci
+from fstcn.core.fusion import fuse_scores, sci
 
 
 def test_sci_one_hot_is_one_and_uniform_is_zero() -> None:

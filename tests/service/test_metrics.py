@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service import metrics
+from fstcn.service import metrics
 from tests.service.fake_model import FAKE_META
 from tests.service.servers import REPO, TestClient
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from service.openapi import openapi_document
+from fstcn.service.openapi import openapi_document
 from tests.service.servers import REPO
 
 SPEC_PATHS = {

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from service import pipeline as pipeline_module
-from service.engine import CPU, Engine
-from service.errors import InvalidParameter, RequestTimeout
-from service.pipeline import Pipeline, PredictOptions
-from service.video.decode import VideoInfo, VideoLimits, probe_video
+from fstcn.core.errors import InvalidParameter, RequestTimeout
+from fstcn.core.options import PredictOptions
+from fstcn.core.video.decode import VideoInfo, VideoLimits, probe_video
+from fstcn.service import pipeline as pipeline_module
+from fstcn.service.engine import CPU, Engine
+from fstcn.service.pipeline import Pipeline
 from tests.service.fake_model import FAKE_META
 
 SMALL = {"width": 160, "height": 120}

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from service.schemas import PredictResponse
+from fstcn.service.schemas import PredictResponse
 from tests.service.fake_model import FAKE_META
 from tests.service.servers import FSTCN, REPO
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from service.app import create_app
-from service.settings import (
-    DEFAULT_MODEL_PATH,
+from fstcn.models import default_model_path
+from fstcn.service.app import create_app
+from fstcn.service.settings import (
     Settings,
     SettingsError,
     get_settings,
@@ -30,8 +30,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_defaults() -> None:
     settings = load_settings()
-    assert settings.model_path == DEFAULT_MODEL_PATH
-    assert DEFAULT_MODEL_PATH.parent == REPO / "models"
+    assert settings.model_path == default_model_path()
+    assert default_model_path() == REPO / "models" / "fstcn-small.onnx"
     assert settings.providers == "auto" and settings.provider_list is None
     assert settings.api_key is None and not settings.metrics_require_key
     assert not settings.batching

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from service.errors import InvalidParameter, VideoTooLarge
-from service.video.upload import TEMP_PREFIX, UploadedFile, receive_upload, save_stream_to_file
+from fstcn.core.errors import InvalidParameter, VideoTooLarge
+from fstcn.service.upload import TEMP_PREFIX, UploadedFile, receive_upload, save_stream_to_file
 
 BOUNDARY = "fstcn-test-boundary-1234"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"

@@ -1,7 +1,7 @@
 """The FstCN architecture as data: one frozen `FstCNConfig` per preset (`paper`, `small`, `tiny`).
 
 Standard library only (no torch), so that code which only needs a preset's sizes or sampling defaults
-(the CLI, metadata) can read them cheaply. `model.network` builds the module from a config; checkpoints
+(the CLI, metadata) can read them cheaply. `fstcn.model.network` builds the module from a config; checkpoints
 store `asdict(config)` and rebuild it with `FstCNConfig.from_dict`. Every number that is not the paper's
 carries a one-line reason; the paper preset is SPEC section 2 exactly.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from model.meta import SamplingParams
+from fstcn.core.meta import SamplingParams
 
 NORMS = ("lrn", "batch")
 PATHS = ("both", "spatial", "temporal")
@@ -79,7 +79,7 @@ class FstCNConfig:
 
     @property
     def sampling(self) -> SamplingParams:
-        """The sampling defaults as `model.meta.SamplingParams`."""
+        """The sampling defaults as `fstcn.core.meta.SamplingParams`."""
         return SamplingParams(
             clip_length=self.clip_length,
             stride=self.stride,

@@ -1,19 +1,19 @@
 """Probe and decode uploaded videos with PyAV into resized RGB frames and their timestamps.
 
 The one decoder of the project: the service decodes uploads with it and the training frame cache
-(`model.frame_cache`) decodes datasets with it, so frames are resized identically in both.
+(`fstcn.model.frame_cache`) decodes datasets with it, so frames are resized identically in both.
 
-- Files are opened through `service.video.containers` (allow-list, no nested opens).
+- Files are opened through `fstcn.core.video.containers` (allow-list, no nested opens).
 - Limits (`VideoLimits`: duration, frames, width x height) are checked from the headers before any
   frame is decoded, and again on every decoded frame (headers can lie). Insane header values (negative
   or absurd sizes, rates, durations) are rejected or treated as unknown.
 - Decoding is threaded (`thread_type="AUTO"`); each kept frame goes through libswscale once, straight
-  from the decoder's pixel format to RGB at `model.clips.resized_size` (short side `resize_short`),
+  from the decoder's pixel format to RGB at `fstcn.core.clips.resized_size` (short side `resize_short`),
   then display rotation (a multiple of 90 degrees) is applied with `np.rot90`, which keeps the short
   side. Frames the sampling does not need are never converted.
 - Timestamps are `pts * time_base` relative to the first frame (correct for variable frame rates);
   when a file has no pts they are counted from the frame rate.
-- With `times`, only the frame nearest to each requested time is kept (`model.clips.nearest_frame_indices`
+- With `times`, only the frame nearest to each requested time is kept (`clips.nearest_frame_indices`
   semantics, so the result equals decoding everything and then selecting), decoding stops after the
   last needed frame, and gaps longer than `SEEK_GAP_S` are skipped with a backward keyframe seek. A
   seek is verified (it must land at or before the next needed time); if it overshoots, the video is
@@ -21,7 +21,7 @@ The one decoder of the project: the service decodes uploads with it and the trai
   decoded on a second thread with a second container, beside the first half (two cores, two stretches
   of a long video at once).
 
-Errors are `service.errors` classes: `UnsupportedMedia` (no video stream / no decoder), `InvalidVideo`
+Errors are `fstcn.core.errors` classes: `UnsupportedMedia` (no video stream / no decoder), `InvalidVideo`
 (undecodable), `VideoTooShort` (< 2 frames), `VideoTooLarge` (over a limit).
 """
 
@@ -43,9 +43,9 @@ import numpy.typing as npt
 from av.video.frame import VideoFrame
 from av.video.reformatter import Interpolation, VideoReformatter
 
-from model.clips import nearer_to_earlier, resized_size
-from service.errors import InvalidVideo, UnsupportedMedia, VideoTooLarge, VideoTooShort
-from service.video.containers import OpenContainer, decoder_options, describe_error, open_container
+from fstcn.core.clips import nearer_to_earlier, resized_size
+from fstcn.core.errors import InvalidVideo, UnsupportedMedia, VideoTooLarge, VideoTooShort
+from fstcn.core.video.containers import OpenContainer, decoder_options, describe_error, open_container
 
 logger = logging.getLogger(__name__)
 

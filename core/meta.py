@@ -10,7 +10,7 @@ ONNX graph contract (format_version 1):
   output   probs       float32 (B, num_classes)                softmax class probabilities
 B is a dynamic axis. An fp16 export keeps float32 inputs and outputs (precision says which).
 
-Normalisation (numpy, in `model.clips`):
+Normalisation (numpy, in `fstcn.core.clips`):
   appearance = (frame / 255 - mean) / std                       per channel, RGB order
   motion     = (frame[t + d_t] - frame[t]) / 255 * diff_scale   per pixel, RGB order
 

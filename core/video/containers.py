@@ -31,7 +31,7 @@ from typing import Any, BinaryIO
 import av
 import av.container
 
-from service.errors import InvalidVideo, UnsupportedMedia
+from fstcn.core.errors import InvalidVideo, UnsupportedMedia
 
 logger = logging.getLogger(__name__)
 

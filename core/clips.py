@@ -5,7 +5,7 @@ so there is no training-serving skew. It owns the time plan of the M clip pairs 
 frames at the model's `ref_fps`, mapped through timestamps to the nearest decoded frame, which makes a
 60 fps, 25 fps or variable-frame-rate upload see the same motion span), the gathering of V_clip's
 appearance frame and V_diff, the 1/2/9/18 crop boxes, and the normalisation into the float32 arrays of
-the ONNX contract (see `model.meta`). Pure numpy: the service imports it, so no torch here.
+the ONNX contract (see `fstcn.core.meta`). Pure numpy: the service imports it, so no torch here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from model.meta import ModelMeta, SamplingParams
+from fstcn.core.meta import ModelMeta, SamplingParams
 
 __all__ = [
     "CROP_COUNTS",
@@ -213,7 +213,7 @@ def network_inputs(
 
     appearance uint8 (M, H, W, 3), motion int16 (M, T, H, W, 3) -> (appearance float32 (M*K, 3, c, c),
     motion float32 (M*K, T, 3, c, c)) with K = num_crops and c = meta.crop_size. Rows are clip-major
-    (row = i * K + k), so the network's probs reshape to (M, K, N). Normalisation per `model.meta`:
+    (row = i * K + k), so the network's probs reshape to (M, K, N). Normalisation per `fstcn.core.meta`:
     appearance = (x / 255 - mean) / std, motion = d / 255 * diff_scale.
     """
     if appearance.ndim != 4 or appearance.shape[-1] != 3:

@@ -23,7 +23,7 @@ from typing import IO
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from service.errors import InvalidParameter, VideoTooLarge
+from fstcn.core.errors import InvalidParameter, VideoTooLarge
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The contract of the "frames" graph variants (fast paths), shared by their export and the service.
 
-The plain FstCN ONNX graph (`model.meta`) takes float32 crops prepared on the host. A frames graph takes
+The plain FstCN ONNX graph (`fstcn.core.meta`) takes float32 crops prepared on the host. A frames graph takes
 the decoded uint8 frames themselves, each frame once, plus small int64 index arrays, and computes
 V_diff, the normalisation and the crops inside ONNX Runtime:
 
@@ -14,7 +14,7 @@ V_diff, the normalisation and the crops inside ONNX Runtime:
   output   probs             float32 (M*K, N)     rows clip-major (row = i*K + k), as the plain graph
 
 Two crop modes (`GraphInfo.crops`):
-- "exact": `crop_boxes` are `model.clips.crop_boxes` as rows (top, left, flip); the graph slices the
+- "exact": `crop_boxes` are `fstcn.core.clips.crop_boxes` as rows (top, left, flip); the graph slices the
   crops (an ONNX Loop over K with Slice, flips by a negative step) out of the normalised frames and
   runs the unchanged plain network graph on them. Same result as the plain graph (same crops, same
   float32 arithmetic).
@@ -26,9 +26,9 @@ Two crop modes (`GraphInfo.crops`):
   frame around the crop instead of zero padding) and by the snap, so this mode approximates.
   `share="branch"` also runs each path's stride-1 branch conv on the whole maps (same window grid).
   `calibrated`: the windows pass through a per-element affine map fitted to exact crops
-  (`model.border_calibration`), which narrows the border difference.
+  (`fstcn.model.border_calibration`), which narrows the border difference.
 
-The index arrays are built here, on the host, from `model.clips` (the one sampling and crop-box
+The index arrays are built here, on the host, from `fstcn.core.clips` (the one sampling and crop-box
 implementation). Metadata: `fstcn` (the usual `ModelMeta` JSON) and `fstcn_graph` (`GraphInfo` JSON).
 numpy and the standard library only: the service imports this module.
 """
@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from model.clips import ClipPlan, crop_boxes, nearest_frame_indices
+from fstcn.core.clips import ClipPlan, crop_boxes, nearest_frame_indices
 
 __all__ = [
     "CROP_MODES",
@@ -148,7 +148,7 @@ class GraphInfo:
 def trunk_layers(
     kernels: tuple[int, ...], strides: tuple[int, ...], pool_kernel: int, pool_stride: int
 ) -> tuple[TrunkLayer, ...]:
-    """The layers of `model.network.LowerSCL`: convs (pad k//2), an unpadded pool after the first two."""
+    """The layers of the network's LowerSCL: convs (pad k//2), an unpadded pool after the first two."""
     layers: list[TrunkLayer] = []
     for index, (kernel, stride) in enumerate(zip(kernels, strides, strict=True)):
         layers.append(TrunkLayer(kernel, stride, kernel // 2))
@@ -158,7 +158,7 @@ def trunk_layers(
 
 
 def crop_box_array(height: int, width: int, crop_size: int, num_crops: int) -> npt.NDArray[np.int64]:
-    """`model.clips.crop_boxes` as an int64 (K, 3) array of rows (top, left, flip)."""
+    """`fstcn.core.clips.crop_boxes` as an int64 (K, 3) array of rows (top, left, flip)."""
     boxes = crop_boxes(height, width, crop_size, num_crops)
     return np.array([(box.top, box.left, int(box.flip)) for box in boxes], dtype=np.int64)
 
@@ -168,7 +168,7 @@ def shared_window_index(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """(views (V,), windows (K, s, s)) for a shared-trunk graph and an H x W frame.
 
-    Each crop box of `model.clips.crop_boxes` is mapped to the trunk's feature map: a flipped crop is
+    Each crop box of `fstcn.core.clips.crop_boxes` is mapped to the trunk's feature map: a flipped crop is
     the crop at the mirrored left offset of the flipped frame (view 1), and the pixel offsets are
     snapped to the nearest multiple of the trunk stride that keeps the s x s window inside the map.
     `windows` holds flat indices into the stacked (V, fh, fw) maps.
@@ -216,7 +216,7 @@ def _snap(offset: int, stride: int, last: int) -> int:
 def frame_indices(
     frame_times: npt.ArrayLike, plan: ClipPlan, appearance_position: int | None = None
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """(appearance (M,), clip (M, T), diff (M, T)) frame indices, as `model.clips.gather_clip_pairs`
+    """(appearance (M,), clip (M, T), diff (M, T)) frame indices, as `fstcn.core.clips.gather_clip_pairs`
     picks them (nearest frame by timestamp; appearance = clip frame at position l_t // 2)."""
     clip = nearest_frame_indices(frame_times, plan.clip_times)  # (M, l_t)
     diff = nearest_frame_indices(frame_times, plan.diff_times)  # (M, l_t)
