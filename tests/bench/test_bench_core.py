@@ -221,26 +221,3 @@ def test_gpu_bench_onnx_and_pipeline_steps_run_on_the_cpu_provider(tmp_path: Pat
     assert {"tiny fp32 plain", "tiny fp32 frames graph"} <= pipeline.keys()
     for row in pipeline.values():
         assert set(row["stage_ms"]) == {"decode", "preprocess", "infer", "fuse"} and row["total_ms"] > 0
-
-
-def test_conv_profile_maps_every_exported_conv_kernel_to_its_layer() -> None:
-    from fstcn.bench.conv_profile import layer_of
-
-    assert layer_of("/network/lower/conv1/relu/Relu_output_0_nchwc_kernel_time") == "lower.conv1"
-    assert layer_of("/network/lower/conv2/relu_1/Relu_output_0_nchwc_kernel_time") == "lower.conv2"
-    assert (
-        layer_of("/network/temporal/branch/conv/relu/Relu_output_0_nchwc_kernel_time")
-        == "temporal.branch.conv"
-    )
-    assert (
-        layer_of("/network/spatial/branch/conv/relu/Relu_output_0_nchwc_kernel_time") == "spatial.branch.conv"
-    )
-    assert (
-        layer_of("/network/temporal/branches.1.1/Relu_output_0_nchwc_kernel_time")
-        == "temporal.tcl.branches.1"
-    )
-    assert (
-        layer_of("/network/temporal/tcl/branches.0/branches.0.1/Relu_kernel_time")
-        == "temporal.tcl.branches.0"
-    )
-    assert layer_of("/network/fusion/fusion.0/Gemm_kernel_time") is None

@@ -257,9 +257,9 @@ def test_fstcn_export_writes_the_fast_graphs_beside_the_model(tmp_path: Path) ->
 def test_trunk_forms_bench_compares_two_layouts_of_one_function(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`python -m bench.trunk_forms` on the tiny preset (pools of 3 on 7 x 7 windows): the previous and the
-    current layout give the same probabilities on the decoded bench clip, for both cuts."""
-    from fstcn.bench.trunk_forms import main
+    """`experiments/fast_paths/trunk_forms.py` on the tiny preset (pools of 3 on 7 x 7 windows): the
+    previous and the current layout give the same probabilities on the decoded bench clip, for both cuts."""
+    from experiments.fast_paths.trunk_forms import main
 
     checkpoint = tiny_checkpoint(tmp_path / "tiny.pt")
     main(["--checkpoint", str(checkpoint), "--repeats", "1", "--threads", "1", "--cache", str(tmp_path)])
