@@ -268,8 +268,8 @@ class TemporalPath(nn.Module):
 
         In an ONNX export (unless `onnx_time_major` is False) the T-P operator and the TCL run on the
         transposed (T, C) plane and the first FC takes its columns in that order: the same function,
-        but with T = 5 as the convs' width ONNX Runtime's CPU kernels idle (`python -m bench.export_forms`
-        times both forms).
+        but with T = 5 as the convs' width ONNX Runtime's CPU kernels idle
+        (`python experiments/profiling/export_forms.py` times both forms).
         """
         if self.onnx_time_major and torch.onnx.is_in_onnx_export():
             return self.time_major_head(self.tp.time_major(x))  # (B*T, C, h, w) -> (B, h*w, T, C) -> (B, F)

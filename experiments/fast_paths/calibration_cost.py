@@ -2,7 +2,7 @@
 "lower" and "branch") without and with models/fstcn-small.border.npz, timed round-robin in one run on
 one request (5 clip pairs x 18 crops of a 128 x 171 frame sequence):
 
-    python -m bench.calibration_cost --repeats 9
+    python experiments/fast_paths/calibration_cost.py --repeats 9
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ crops moved to the shared trunk's snapped offsets (the exact frames graph takes 
 the shared trunk, and prints the top-1 agreement of each pair. Run after `fstcn bench` has exported the
 fast graphs into its cache:
 
-    python -m bench.snap_study data/synth/test --every 8 \
+    python experiments/fast_paths/snap_study.py data/synth/test --every 8 \
         --exact .cache/bench/models/fstcn-small.frames.onnx \
         --shared .cache/bench/models/fstcn-small.trunk.onnx
 """

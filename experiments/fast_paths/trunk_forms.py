@@ -9,8 +9,8 @@ CPU provider, same weights and calibration, one request of the bench clip (5 cli
   conv1, one Slice for the flipped view, view-major rows, and for share="branch" channels-last windows
   all the way into the head (docs/performance.md, "What the shared graphs spend outside the convs").
 
-    python -m bench.trunk_forms                    # the shipped model with its border calibration
-    python -m bench.trunk_forms --checkpoint runs/x/best.pt --repeats 15
+    python experiments/fast_paths/trunk_forms.py     # the shipped model with its border calibration
+    python experiments/fast_paths/trunk_forms.py --checkpoint runs/x/best.pt --repeats 15
 
 Prints each graph's median run time and spread, the current form's speed over the previous per
 interleaved round, and the max |dp| between the two forms of each cut.

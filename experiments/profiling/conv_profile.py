@@ -1,8 +1,8 @@
 """Per-convolution profile of a plain ONNX graph: ONNX Runtime's kernel time of each conv layer, its
 GFLOP/s and its share of the SGEMM peak measured in the same run (bench/RESULTS.md, "Per-conv profile").
 
-    python -m bench.conv_profile                         # the shipped model, one request's 90 rows
-    python -m bench.conv_profile --model models/x.onnx --checkpoint models/x.pt --rows 18
+    python experiments/profiling/conv_profile.py     # the shipped model, one request's 90 rows
+    python experiments/profiling/conv_profile.py --model models/x.onnx --checkpoint models/x.pt --rows 18
 
 FLOPs are 2 x the layer's multiply-accumulates from `fstcn.model.network.layer_summary` at the same batch
 (the lower SCL runs on 6 frames per row); kernel times come from ORT's profiler (the layer's fused

@@ -8,8 +8,8 @@ exporting, alone and together (the default):
 - split lower SCL (`FstCN.onnx_split_lower`): the lower SCL runs on the appearance and the V_diff frames
   separately instead of on their concatenation (one request's 540 frames copied into one batch).
 
-    python -m bench.export_forms                               # the shipped model, one request's 90 rows
-    python -m bench.export_forms --checkpoint runs/x/best.pt --rows 18
+    python experiments/profiling/export_forms.py     # the shipped model, one request's 90 rows
+    python experiments/profiling/export_forms.py --checkpoint runs/x/best.pt --rows 18
 
 Prints each form's median run time and spread, its speed against "as trained" per interleaved round, the
 TCL convs' and Concat kernels' time (ORT profiler, warm-up run left out) and the max |dp| between the forms.

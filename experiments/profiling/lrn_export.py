@@ -1,8 +1,8 @@
 """The paper preset's LRN in ONNX: one `LRN` node against PyTorch's expansion (Pow, Pad, AveragePool, ...;
 `fstcn export --lrn node|expanded`), same weights, side by side in one run.
 
-    python -m bench.lrn_export                      # ONNX Runtime on the CPU, 6 rows per run
-    python -m bench.lrn_export --rows 90 --cuda     # CUDA provider (onnxruntime-gpu), one video's rows
+    python experiments/profiling/lrn_export.py                   # ONNX Runtime on the CPU, 6 rows per run
+    python experiments/profiling/lrn_export.py --rows 90 --cuda  # CUDA provider, one video's rows
 
 Prints the median run time of each graph, the spread, their ratio and the max |dp| between them.
 """
