@@ -27,7 +27,6 @@ from typing import Any
 import numpy as np
 
 CLIPS, CROPS = 5, 18
-SHIPPED_MODEL = Path("models/fstcn-small.onnx")
 
 
 def _median_time(fn: Any, iters: int, sync: Any) -> tuple[float, list[float]]:
@@ -51,7 +50,7 @@ def _decoder(resize_short: int) -> tuple[str, Any]:
             video = decode_video(path, resize_short=resize_short, times=times)
             return video.frames, video.times
 
-        return "pyav (service.video.decode)", decode_av
+        return "pyav (fstcn.core.video.decode)", decode_av
     except ImportError:
         import cv2
 
@@ -223,9 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         network.float()
 
-        results["onnxruntime"] = _onnxruntime(
-            network, meta, app, mot, args, budget_left, Path(tmp), args.onnx_on_cpu
-        )
+        results["onnxruntime"] = _onnxruntime(network, meta, video, args, budget_left, Path(tmp))
         save()
         if isinstance(results["onnxruntime"], dict) and not args.skip_pipeline:
             plain = _preset_graph_path(Path(tmp), args.preset, "fp32")  # written by the step above
@@ -237,18 +234,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _onnxruntime(
-    network: Any, meta: Any, app: Any, mot: Any, args: Any, budget_left: Any, tmp: Path, on_cpu: bool
-) -> Any:
-    """The service's engine (service.engine.Engine, auto providers) on the preset's fp32 and fp16 graphs
-    and on the shipped model: provider in use and inference time for 1, 2 and 4 videos per run."""
+def _onnxruntime(network: Any, meta: Any, video: Path, args: Any, budget_left: Any, tmp: Path) -> Any:
+    """The service's engine (`fstcn.service.engine.Engine`, auto providers) on the preset's fp32 and fp16
+    graphs and on the shipped model: provider in use and inference time for 1, 2 and 4 videos per run,
+    each graph fed what `engine.prepare` builds from `video` decoded at its own input size."""
     try:
         import onnxruntime as ort
     except ImportError:
         return "onnxruntime not installed"
     if args.skip_onnx:
         return "skipped"
-    if "CUDAExecutionProvider" not in ort.get_available_providers() and not on_cpu:
+    if "CUDAExecutionProvider" not in ort.get_available_providers() and not args.onnx_on_cpu:
         return f"onnxruntime {ort.__version__} without CUDAExecutionProvider (onnxruntime-gpu not installed)"
     from fstcn.model.export import onnx_graph
     from fstcn.service.engine import Engine
@@ -259,8 +255,9 @@ def _onnxruntime(
         path = _preset_graph_path(tmp, args.preset, precision)
         path.write_bytes(onnx_graph(cpu_network, replace(meta, precision=precision)).SerializeToString())
         graphs[f"{args.preset} {precision}"] = path
-    if SHIPPED_MODEL.is_file():
-        graphs["shipped fstcn-small fp32"] = SHIPPED_MODEL
+    shipped = _shipped_model()
+    if shipped is not None:
+        graphs["shipped fstcn-small fp32"] = shipped
     results: dict[str, Any] = {"onnxruntime": ort.__version__}
     for name, path in graphs.items():
         if not budget_left():
@@ -273,33 +270,55 @@ def _onnxruntime(
             "providers": engine.providers,
             "load_and_warm_up_s": time.perf_counter() - start,
         }
-        a, m = (app, mot) if engine.meta.crop_size == meta.crop_size else _inputs_for(engine.meta, app, mot)
+        feeds = _video_feeds(engine, video)
         for videos in (1, 2, 4):
-            batch_a, batch_m = np.concatenate([a] * videos), np.concatenate([m] * videos)
-            run = functools.partial(engine.infer, batch_a, batch_m)
+            # a plain graph's feeds are rows (clip pair x crop) along axis 0: N videos = N x the rows
+            batch = {key: np.concatenate([array] * videos) for key, array in feeds.items()}
+            run = functools.partial(engine.run, batch)
             seconds, _ = _median_time(run, args.iters, lambda: None)
             entry[f"{videos}_videos_per_run"] = {"infer_ms": 1000 * seconds, "videos_per_s": videos / seconds}
         if name == f"{args.preset} fp32":
-            entry["breakdown"] = _ort_breakdown(engine, a, m, args.iters)
+            entry["breakdown"] = _ort_breakdown(engine, feeds, args.iters)
         engine.close()
         results[name] = entry
         print(f"onnxruntime {name}: {entry}", flush=True)
     return results
 
 
-def _ort_breakdown(engine: Any, app: Any, mot: Any, iters: int) -> dict[str, Any]:
+def _video_feeds(engine: Any, video: Path) -> dict[str, Any]:
+    """One video's feeds for `engine`'s graph: CLIPS clip pairs x CROPS crops of the first 10 s, decoded
+    at the model's own short side (the preset's and the shipped model's input sizes differ)."""
+    from fstcn.core.clips import plan_clip_pairs
+
+    plan = plan_clip_pairs(0.0, 9.96, engine.meta.sampling, CLIPS)
+    _, decode = _decoder(engine.meta.resize_short)
+    frames, times = decode(video, plan.all_times())
+    return dict(engine.prepare(frames, times, plan, CROPS))
+
+
+def _shipped_model() -> Path | None:
+    """The shipped default model when the bundle is importable and holds it (a bare checkout may not)."""
+    try:
+        from fstcn.models import default_model_path
+    except ImportError:
+        return None
+    path = default_model_path()
+    return path if path.is_file() else None
+
+
+def _ort_breakdown(engine: Any, feeds: dict[str, Any], iters: int) -> dict[str, Any]:
     """Where one video's ONNX Runtime time goes: the run with inputs already on the device (I/O binding,
     so no host-to-device copy of the float32 inputs) and ONNX Runtime's own per-operator profile."""
     import onnxruntime as ort
 
-    from fstcn.core.meta import APPEARANCE_INPUT, MOTION_INPUT, PROBS_OUTPUT
+    from fstcn.core.meta import PROBS_OUTPUT
 
     on_gpu = engine.provider != "cpu"
     device = "cuda" if on_gpu else "cpu"
-    session = engine.session
+    session = engine.model.session
     binding = session.io_binding()
-    binding.bind_ortvalue_input(APPEARANCE_INPUT, ort.OrtValue.ortvalue_from_numpy(app, device, 0))
-    binding.bind_ortvalue_input(MOTION_INPUT, ort.OrtValue.ortvalue_from_numpy(mot, device, 0))
+    for key, array in feeds.items():
+        binding.bind_ortvalue_input(key, ort.OrtValue.ortvalue_from_numpy(array, device, 0))
     binding.bind_output(PROBS_OUTPUT, device)
     bound, _ = _median_time(lambda: session.run_with_iobinding(binding), iters, lambda: None)
 
@@ -307,7 +326,6 @@ def _ort_breakdown(engine: Any, app: Any, mot: Any, iters: int) -> dict[str, Any
     options.enable_profiling = True
     options.profile_file_prefix = str(Path(tempfile.mkdtemp()) / "ort-profile")
     profiled = ort.InferenceSession(str(engine.model_path), options, providers=engine.providers)
-    feeds = {APPEARANCE_INPUT: app, MOTION_INPUT: mot}
     runs = 3
     for _ in range(runs + 1):
         profiled.run([PROBS_OUTPUT], feeds)
@@ -322,7 +340,7 @@ def _ort_breakdown(engine: Any, app: Any, mot: Any, iters: int) -> dict[str, Any
     top = dict(sorted(per_op.items(), key=lambda item: -item[1])[:8])
     return {
         "infer_ms_inputs_on_device": 1000 * bound,
-        "input_mb": (app.nbytes + mot.nbytes) / 1e6,
+        "input_mb": sum(array.nbytes for array in feeds.values()) / 1e6,
         "kernel_ms_per_run_by_op": {op: round(ms, 2) for op, ms in top.items()},
         "kernel_ms_per_run_total": round(sum(per_op.values()), 2),
     }
@@ -343,14 +361,14 @@ def _service_pipeline(plain: Path, video: Path, args: Any, budget_left: Any, sav
     from fstcn.service.engine import Engine
     from fstcn.service.pipeline import Pipeline
 
-    tmp, shipped = plain.parent, SHIPPED_MODEL
+    tmp, shipped = plain.parent, _shipped_model()
     builders = {
         f"{args.preset} fp32 plain": lambda: plain,
         f"{args.preset} fp32 frames graph": lambda: (
             export_exact_graph(plain, plain.with_suffix(".frames.onnx")).onnx_path
         ),
     }
-    if shipped.is_file():
+    if shipped is not None:
         builders["shipped plain"] = lambda: shipped
         builders["shipped frames graph"] = lambda: (
             export_exact_graph(shipped, tmp / "shipped.frames.onnx").onnx_path
@@ -391,12 +409,6 @@ def _trunk_graph_path(shipped: Path, tmp: Path, share: str) -> Path:
     out = tmp / f"shipped.{share}.onnx"
     calibration = calibration_beside(shipped)
     return export_trunk_graph(shipped.with_suffix(".pt"), out, share=share, calibration=calibration).onnx_path
-
-
-def _inputs_for(meta: Any, app: Any, mot: Any) -> tuple[Any, Any]:
-    """Zero inputs of one video (5 clips x 18 crops) in `meta`'s crop size: speed needs no real pixels."""
-    c, t, rows = meta.crop_size, meta.sampling.clip_length, app.shape[0]
-    return np.zeros((rows, 3, c, c), np.float32), np.zeros((rows, t, 3, c, c), np.float32)
 
 
 if __name__ == "__main__":
