@@ -3,10 +3,11 @@ fp16 and bf16 with PyTorch (CUDA), the share of a video's time spent decoding vs
 Runtime's CUDA provider where onnxruntime-gpu is installed.
 
 Made for a GPU machine that has PyTorch with CUDA but not necessarily the project's other dependencies:
-it runs from the repository root without installation (PYTHONPATH), decodes with the project's PyAV
-decoder when `av` is importable and with OpenCV otherwise (said in the output), and falls back to the
-CPU when there is no GPU (use `--preset tiny` there to check the script itself). Weights are random:
-speed does not depend on them. Every step checks the time budget and the JSON is written as it goes.
+it runs from a checkout without installation (bench/gpu.sh links the `fstcn` namespace together),
+decodes with the project's PyAV decoder when `av` is importable and with OpenCV otherwise (said in the
+output), and falls back to the CPU when there is no GPU (use `--preset tiny` there to check the script
+itself). Weights are random: speed does not depend on them. Every step checks the time budget and the
+JSON is written as it goes.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """The models a benchmark run compares: the plain graph, its fast-path graphs and the PyTorch network.
 
-With a model (default `models/fstcn-small.onnx`) the fast graphs are its sidecars NAME.frames.onnx and
-NAME.trunk.onnx when they exist, else they are exported into the bench cache from the model's checkpoint
-twin NAME.pt (or `--checkpoint`), with the border calibration NAME.border.npz beside the model when there
-is one (`fstcn.model.border_calibration`). Without a model file a randomly initialised `small` network is
-exported into the cache: speed does not depend on the weights (agreement does: it needs a trained model).
+With a model (default: the shipped one, `fstcn.models.default_model_path()`) the fast graphs are its
+sidecars NAME.frames.onnx and NAME.trunk.onnx when they exist, else they are exported into the bench
+cache from the model's checkpoint twin NAME.pt (or `--checkpoint`), with the border calibration
+NAME.border.npz beside the model when there is one. Without a model file a randomly initialised `small`
+network is exported into the cache: speed does not depend on the weights (agreement does: it needs a
+trained model).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-logger = logging.getLogger(__name__)
+from fstcn.models import default_model_path
 
-DEFAULT_MODEL = Path("models/fstcn-small.onnx")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ def prepare_models(model: Path | None, checkpoint: Path | None, cache: Path) -> 
 
     trained = True
     if model is None:
-        model = DEFAULT_MODEL if DEFAULT_MODEL.is_file() else None
+        model = default_model_path() if default_model_path().is_file() else None
     if model is None:
         model, checkpoint = _random_small(cache / "models")
         trained = False
