@@ -1,6 +1,7 @@
-"""Fast path 2c: decoding only the sampled frames keeps seeking when keyframes are sparser than the
-seek gap (a second seek towards the same frames lands on the same keyframe and must not switch
-seeking off for the rest of the video)."""
+"""Decoding only the sampled frames (docs/design.md, "Video input") keeps seeking when keyframes are
+sparser than the seek gap: a second seek towards the same frames lands on the same keyframe and must not
+switch seeking off for the rest of the video. The long video with sparse keyframes is the benchmark's
+own generator (`fstcn.bench.media`), the one whose files the decode benchmark measures."""
 
 from __future__ import annotations
 
