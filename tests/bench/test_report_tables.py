@@ -18,7 +18,9 @@ from fstcn.bench.markdown import render as render_markdown
 from fstcn.bench.report import render as render_rich
 from fstcn.bench.tables import Table, stats_text, tables
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+# Two recorded `fstcn bench` runs, frozen here so the results record (bench/results/) can change freely:
+# every section of a full timing run, and an agreement run.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 Shown = list[tuple[str, list[str], list[list[str]]]]  # (title, columns, rows) per table
 
 
@@ -55,7 +57,7 @@ def _partial_results() -> dict[str, Any]:
 def _results(name: str) -> dict[str, Any]:
     if name == "partial":
         return _partial_results()
-    return json.loads((BENCH / name).read_text())
+    return json.loads((FIXTURES / name).read_text())
 
 
 def _markdown_shown(text: str) -> Shown:
@@ -95,7 +97,7 @@ def _rich_shown(group: Any) -> Shown:
     return shown
 
 
-@pytest.mark.parametrize("name", ["results-final.json", "results-agreement.json", "partial"])
+@pytest.mark.parametrize("name", ["full-run.json", "agreement-run.json", "partial"])
 def test_markdown_and_console_show_the_same_tables(name: str) -> None:
     results = _results(name)
     built = [(table.title, table.columns, table.rows) for table in tables(results)]
@@ -119,9 +121,7 @@ def test_decode_table_shows_the_two_decoder_speed() -> None:
 
 def test_tables_keep_every_figure_of_a_full_run() -> None:
     """The union of what the Markdown and the console layouts used to show, from one results file."""
-    shown = {
-        table.title.split(" (")[0].split(":")[0]: table for table in tables(_results("results-final.json"))
-    }
+    shown = {table.title.split(" (")[0].split(":")[0]: table for table in tables(_results("full-run.json"))}
     run = dict(map(tuple, shown["machine and run"].rows))
     assert run["started"] == "2026-11-27 04:22:53" and run["threads / repeats"] == "2 / 5"
     assert run["CPU"].endswith("(2 CPUs)") and run["seconds"] == "152.6"
