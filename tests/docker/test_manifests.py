@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,8 @@ import yaml
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
 SERVICE = "fstcn"
 PORT = 8000
-# SPEC section 5: the metrics the service exports (dashboard queries may use only these).
-SPEC_METRICS = {
+# docs/design.md, "Metrics": the metrics the service exports (dashboard queries may use only these).
+EXPORTED_METRICS = {
     "fstcn_requests_total",
     "fstcn_request_duration_seconds",
     "fstcn_stage_duration_seconds",
@@ -199,10 +200,11 @@ def test_grafana_dashboard_covers_the_required_panels() -> None:
     exprs = [target["expr"] for panel in panels for target in panel["targets"]]
     for panel in panels:
         assert panel["datasource"]["uid"] == datasource_uid, panel["title"]
-    # Every fstcn_ series named in a query is one the service exports (SPEC 5), histograms by suffix.
+    # Every fstcn_ series named in a query is one the service exports (docs/design.md, "Metrics"),
+    # histograms by suffix.
     for name in re.findall(r"\b(fstcn_\w+)", " ".join(exprs)):
         base = re.sub(r"_(bucket|sum|count)$", "", name)
-        assert base in SPEC_METRICS, f"dashboard uses unknown metric {name}"
+        assert base in EXPORTED_METRICS, f"dashboard uses unknown metric {name}"
 
     def has(pattern: str) -> bool:
         return any(re.search(pattern, expr) for expr in exprs)
@@ -307,7 +309,29 @@ def test_dockerfile_serve_and_train_targets() -> None:
     assert re.search(r"^HEALTHCHECK .*\n?.*?/readyz", serve, re.M | re.S)
     assert re.search(r"^CMD \[\"fstcn\", \"serve\"", serve, re.M)
     assert "EXPOSE 8000" in serve
-    assert re.search(r"^COPY models/ ", serve, re.M), "the shipped model is in the image"
+    # the shipped model: package data of fstcn.models, where FSTCN_MODEL_PATH's default points
+    assert re.search(r"^COPY models/ /src/models/$", serve, re.M), "the shipped model is in the image"
+    assert "FSTCN_MODEL_PATH=/app/models/fstcn-small.onnx" in serve
+    assert re.search(r"ln -s .*BUNDLE_DIR.* /app/models", serve), "/app/models is the installed bundle"
+
+
+def mapped_folders() -> list[str]:
+    """The folders pyproject.toml maps into the `fstcn` namespace (its [tool.setuptools] package-dir)."""
+    pyproject = tomllib.loads((DOCKER.parent / "pyproject.toml").read_text())
+    return sorted(set(pyproject["tool"]["setuptools"]["package-dir"].values()))
+
+
+@pytest.mark.parametrize("stage", ["serve", "train"])
+def test_dockerfile_installs_every_folder_of_the_namespace(stage: str) -> None:
+    """A folder left out of the build would make the image's `pip install` fail (a listed package with
+    no folder) or, for package data, ship an image without its model."""
+    instructions = dockerfile_stages()[stage]
+    missing = [
+        folder
+        for folder in mapped_folders()
+        if not re.search(rf"^COPY {re.escape(folder)}/ /src/{re.escape(folder)}/$", instructions, re.M)
+    ]
+    assert missing == []
 
 
 def test_dockerfile_serving_stages_have_no_torch_but_ort_gpu_with_cuda_libs() -> None:
@@ -327,5 +351,5 @@ def test_dockerfile_extra_ca_input_and_dockerignore() -> None:
     assert (DOCKER / "certs" / "README.md").is_file()
     ignore = (DOCKER.parent / ".dockerignore").read_text().splitlines()
     assert ignore[ignore.index("*") :], "allow-list .dockerignore"
-    for needed in ("pyproject.toml", "fstcn/", "model/", "service/", "bench/", "models/", "docker/certs/"):
+    for needed in ("pyproject.toml", "docker/certs/", *(f"{folder}/" for folder in mapped_folders())):
         assert f"!{needed}" in ignore, needed
