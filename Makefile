@@ -1,11 +1,12 @@
-# Set-up: `make serve` (venv + serving deps + server on :8000) and `make test` (venv + all deps + tests).
+# Set-up: `make serve` (venv + serving deps + server on :8000), `make test` (venv + all deps + tests) and
+# `make wheel` (dist/fstcn-*.whl: the `fstcn` namespace with the default model, installable anywhere).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: serve test lint venv-serve venv-dev clean
+.PHONY: serve test lint wheel venv-serve venv-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,5 +35,8 @@ lint: venv-dev
 	scripts/typecheck-tree build/typecheck
 	MYPYPATH=build/typecheck $(BIN)/mypy -p fstcn.core -p fstcn.service
 
+wheel: | $(BIN)/python
+	$(BIN)/pip wheel -q --no-deps -w dist .
+
 clean:
-	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
