@@ -247,7 +247,7 @@ def _onnxruntime(network: Any, meta: Any, video: Path, args: Any, budget_left: A
         return "skipped"
     if "CUDAExecutionProvider" not in ort.get_available_providers() and not args.onnx_on_cpu:
         return f"onnxruntime {ort.__version__} without CUDAExecutionProvider (onnxruntime-gpu not installed)"
-    from fstcn.model.export import onnx_graph
+    from fstcn.model.export.plain import onnx_graph
     from fstcn.service.engine import Engine
 
     cpu_network = network.cpu().float()
@@ -358,7 +358,7 @@ def _service_pipeline(plain: Path, video: Path, args: Any, budget_left: Any, sav
     lower SCL and to the branch convs): per-stage and total medians in ms."""
     from fstcn.core.options import PredictOptions
     from fstcn.core.video.decode import VideoLimits
-    from fstcn.model.fastpaths import export_exact_graph
+    from fstcn.model.export.frames import export_exact_graph
     from fstcn.service.engine import Engine
     from fstcn.service.pipeline import Pipeline
 
@@ -405,7 +405,8 @@ def _service_pipeline(plain: Path, video: Path, args: Any, budget_left: Any, sav
 
 def _trunk_graph_path(shipped: Path, tmp: Path, share: str) -> Path:
     """The shipped model's shared-trunk frames graph, whole-frame work up to `share` ("lower", "branch")."""
-    from fstcn.model.fastpaths import calibration_beside, export_trunk_graph
+    from fstcn.model.export.calibration import calibration_beside
+    from fstcn.model.export.shared import export_trunk_graph
 
     out = tmp / f"shipped.{share}.onnx"
     calibration = calibration_beside(shipped)

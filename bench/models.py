@@ -30,13 +30,9 @@ class BenchModels:
 
 
 def prepare_models(model: Path | None, checkpoint: Path | None, cache: Path) -> BenchModels:
-    from fstcn.model.border_calibration import calibration_path
-    from fstcn.model.fastpaths import (
-        calibration_beside,
-        export_exact_graph,
-        export_trunk_graph,
-        frames_graph_paths,
-    )
+    from fstcn.model.export.calibration import calibration_beside, calibration_path
+    from fstcn.model.export.frames import export_exact_graph, frames_graph_paths
+    from fstcn.model.export.shared import export_trunk_graph
 
     trained = True
     if model is None:

@@ -218,7 +218,7 @@ def section_engines(config: BenchConfig, models: BenchModels, results: dict[str,
     from fstcn.core.clips import gather_clip_pairs, network_inputs
     from fstcn.core.frames_graph import GraphInfo, frame_feeds
     from fstcn.model.checkpoint import build_model_from_checkpoint
-    from fstcn.model.export import fold_batchnorm
+    from fstcn.model.export.plain import fold_batchnorm
 
     request, meta = _request(models, bench_video(config.cache, CLIP))
     plain = cpu_session(models.plain, config.threads)

@@ -1,5 +1,5 @@
 """Border calibration of the shared trunk, side by side: how often do the shared trunk without and with
-its border calibration (`fstcn.model.border_calibration`) pick the same top-1 class as exact 18 crops?
+its border calibration (`fstcn.model.export.calibration_fit`) pick the same top-1 class as exact 18 crops?
 
 Fits the calibration on training videos (as `fstcn export --calibrate-shared` does), then, per
 evaluation folder, runs exact 18 crops (the plain network on `fstcn.core.clips` crops), the shared trunk and
@@ -26,10 +26,10 @@ from fstcn.core.clips import crop_boxes, plan_clip_pairs
 from fstcn.core.frames_graph import frame_feeds
 from fstcn.core.fusion import fuse_scores
 from fstcn.core.video.decode import decode_video, probe_video
-from fstcn.model.border_calibration import fit_border_calibration, snapped_crops, training_videos
 from fstcn.model.checkpoint import build_model_from_checkpoint
-from fstcn.model.export import fold_batchnorm
-from fstcn.model.fastpaths import SharedTrunkGraph, graph_info
+from fstcn.model.export.calibration_fit import fit_border_calibration, snapped_crops, training_videos
+from fstcn.model.export.plain import fold_batchnorm
+from fstcn.model.export.shared import SharedTrunkGraph, graph_info
 
 logger = logging.getLogger("border_calibration")
 CROPS = 18

@@ -1,7 +1,7 @@
-"""Which border calibration: the per-element affine map (`fstcn.model.border_calibration`, "diag") or a full
-per-position linear map (C x C + bias at each of the s x s window positions, "linear", ridge-regularised),
-for both cuts (share="lower" and "branch")? Fits both on training videos, then counts each variant's
-top-1 agreement with exact 18 crops (SCI, 5 clip pairs) on one folder, in PyTorch:
+"""Which border calibration: the per-element affine map (`fstcn.model.export.calibration_fit`, "diag") or a
+full per-position linear map (C x C + bias at each of the s x s window positions, "linear",
+ridge-regularised), for both cuts (share="lower" and "branch")? Fits both on training videos, then counts
+each variant's top-1 agreement with exact 18 crops (SCI, 5 clip pairs) on one folder, in PyTorch:
 
     python experiments/agreement/border_linear_study.py runs/r28-gpu/last.pt data/synth/train 200 \
         data/synth/select-s7 runs/border-linear-select.json
@@ -24,18 +24,18 @@ from fstcn.core.clips import crop_boxes, plan_clip_pairs
 from fstcn.core.frames_graph import SHARE_DEPTHS, frame_feeds
 from fstcn.core.fusion import fuse_scores
 from fstcn.core.video.decode import decode_video, probe_video
-from fstcn.model.border_calibration import (
+from fstcn.model.checkpoint import build_model_from_checkpoint
+from fstcn.model.export.calibration import PATHS
+from fstcn.model.export.calibration_fit import (
     CROPS,
-    PATHS,
     exact_cut_values,
     fit_border_calibration,
     snapped_boxes,
     snapped_crops,
     training_videos,
 )
-from fstcn.model.checkpoint import build_model_from_checkpoint
-from fstcn.model.export import fold_batchnorm
-from fstcn.model.fastpaths import SharedTrunkGraph, graph_info
+from fstcn.model.export.plain import fold_batchnorm
+from fstcn.model.export.shared import SharedTrunkGraph, graph_info, logits_above_cut
 
 logger = logging.getLogger("border_linear_study")
 
@@ -59,8 +59,9 @@ class LinearCalibrated(SharedTrunkGraph):
 
     def forward(self, *inputs: Tensor) -> Tensor:
         """Both cuts through `cut_windows` (the branch cut's own forward gathers channels-last windows
-        without it), so the linear map applies."""
-        return self.probs_from_cut_windows(*inputs)
+        without it), so the linear map applies: probs (M*K, N)."""
+        spatial_in, temporal_in = self.cut_windows(*inputs)
+        return torch.softmax(logits_above_cut(self.network, self.share, spatial_in, temporal_in), dim=1)
 
 
 def main() -> None:

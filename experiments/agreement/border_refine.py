@@ -1,4 +1,4 @@
-"""Refine a border calibration on the decision (`fstcn.model.border_refine`) and follow the shared
+"""Refine a border calibration on the decision (`fstcn.model.export.refine`) and follow the shared
 trunk's top-1 agreement with exact 18 crops (SCI, 5 clip pairs) and its per-crop KL on a selection folder
 after each epoch, for both cuts. The windows of both folders are cached under OUT (several GB).
 
@@ -17,29 +17,27 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from torch import Tensor
 
 from fstcn.core.frames_graph import SHARE_DEPTHS
+from fstcn.core.fusion import fuse_scores
 from fstcn.core.meta import ModelMeta
-from fstcn.model.border_calibration import (
-    BorderCalibration,
-    WindowCalibration,
-    calibration_path,
-    training_videos,
-)
-from fstcn.model.border_refine import (
+from fstcn.core.runtime import CPU, OnnxModel
+from fstcn.model.checkpoint import build_model_from_checkpoint
+from fstcn.model.export.calibration import BorderCalibration, WindowCalibration, calibration_path
+from fstcn.model.export.calibration_fit import training_videos
+from fstcn.model.export.plain import fold_batchnorm
+from fstcn.model.export.refine import (
     CalibratedUpper,
     RefineOptions,
     WindowSet,
     collect_windows,
     decision_kl,
-    exact_scorer,
     refine_calibration,
     shared_probs,
-    video_agreement,
 )
-from fstcn.model.checkpoint import build_model_from_checkpoint
-from fstcn.model.export import fold_batchnorm
 from fstcn.model.network import FstCN
 
 logger = logging.getLogger("border_refine")
@@ -51,14 +49,13 @@ def cached_windows(
     if cache.is_file():
         loaded: WindowSet = torch.load(cache, weights_only=False)
         return loaded
-    scorer, exact_info = exact_scorer(plain, meta.crop_size)
+    exact = OnnxModel.load(plain, providers=[CPU])
     started = time.monotonic()
     data = collect_windows(
         network,
         meta,
         training_videos(folder, limit),
-        scorer,
-        exact_info,
+        exact,
         progress=lambda done, total: (
             logger.info("%s: %d/%d", folder, done, total) if done % 100 == 0 else None
         ),
@@ -66,6 +63,15 @@ def cached_windows(
     logger.info("%s: %d videos in %.0f s", folder, data.num_videos, time.monotonic() - started)
     torch.save(data, cache)
     return data
+
+
+def video_agreement(shared: Tensor, exact: Tensor) -> float:
+    """Share of videos whose SCI-fused top-1 is the same: probabilities (V, M, K, N) each."""
+
+    def top1(probs: Tensor) -> int:  # (M, K, N) -> the fused video's best class
+        return int(np.argmax(fuse_scores(probs.numpy()).video_scores))
+
+    return float(np.mean([top1(s) == top1(e) for s, e in zip(shared, exact.double(), strict=True)]))
 
 
 def scores(upper: CalibratedUpper, select: WindowSet) -> dict[str, float]:

@@ -4,10 +4,10 @@ The shared trunk's windows see the frame around each crop where training always 
 is where its remaining disagreement with exact crops comes from (bench/RESULTS.md, "Agreement"). Here
 each step scores one clip pair, at a random time of each of `--batch` training videos, twice with the
 same weights: as 18 exact crops (`fstcn.core.clips.network_inputs`, what the plain graph serves) and as the
-shared trunk's 18 windows (`fstcn.model.fastpaths.SharedTrunkGraph`, the differentiable twin of the exported
-trunk graph). The loss is the cross-entropy of both plus KL(exact || shared) between the crop-averaged
-class probabilities (the clip scores the service fuses), so the model learns to give the same answer
-with and without the crop-border context. BatchNorm statistics and dropout are frozen (eval mode).
+shared trunk's 18 windows (`fstcn.model.export.shared.SharedTrunkGraph`, the differentiable twin of the
+exported trunk graph). The loss is the cross-entropy of both plus KL(exact || shared) between the
+crop-averaged class probabilities (the clip scores the service fuses), so the model learns to give the
+same answer with and without the crop-border context. BatchNorm statistics and dropout are frozen (eval mode).
 
     python experiments/agreement/finetune_shared.py runs/r23-plus/best.pt runs/r25-shared/best.pt \
         --data data/synth/train-plus --cache-dir data/cache --minutes 10
@@ -39,7 +39,7 @@ from fstcn.core.frames_graph import (
 from fstcn.model.augment import single_clip_plan
 from fstcn.model.checkpoint import build_model_from_checkpoint, load_checkpoint, save_checkpoint
 from fstcn.model.datasets import load_dataset
-from fstcn.model.fastpaths import SharedTrunkGraph, graph_info
+from fstcn.model.export.shared import SharedTrunkGraph, graph_info
 from fstcn.model.frame_cache import build_frame_cache
 
 logger = logging.getLogger("finetune_shared")

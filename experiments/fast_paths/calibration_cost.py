@@ -15,7 +15,9 @@ from pathlib import Path
 from fstcn.bench.core import interleaved
 from fstcn.bench.runner import cpu_session
 from fstcn.core.frames_graph import frame_feeds
-from fstcn.model.fastpaths import calibration_beside, example_frames, export_trunk_graph
+from fstcn.model.export.calibration import calibration_beside
+from fstcn.model.export.frames import example_frames
+from fstcn.model.export.shared import export_trunk_graph
 
 MODEL = Path("models/fstcn-small.onnx")
 

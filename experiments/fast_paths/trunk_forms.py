@@ -5,7 +5,7 @@ CPU provider, same weights and calibration, one request of the bench clip (5 cli
   V_diff scale multiplied in, the flipped view sliced off and then flipped (two copies), the windows
   gathered in frame-major order after a general transpose of the maps, and every window transposed
   back to NCHW before the layers above;
-- current (`fstcn.model.fastpaths.SharedTrunkGraph`): separate passes, the scale folded into the motion
+- current (`fstcn.model.export.shared.SharedTrunkGraph`): separate passes, the scale folded into the motion
   conv1, one Slice for the flipped view, view-major rows, and for share="branch" channels-last windows
   all the way into the head (docs/performance.md, "What the shared graphs spend outside the convs").
 
@@ -32,10 +32,16 @@ from fstcn.bench.runner import cpu_session
 from fstcn.core.clips import plan_clip_pairs
 from fstcn.core.frames_graph import GraphInfo, frame_feeds
 from fstcn.core.meta import PROBS_OUTPUT, ModelMeta
-from fstcn.model.border_calibration import BorderCalibration, calibration_path
 from fstcn.model.checkpoint import build_model_from_checkpoint, load_checkpoint, model_meta
-from fstcn.model.export import fold_batchnorm
-from fstcn.model.fastpaths import SHARE_DEPTHS, SharedTrunkGraph, graph_info, trace_frames_graph
+from fstcn.model.export.calibration import BorderCalibration, calibration_path
+from fstcn.model.export.plain import fold_batchnorm
+from fstcn.model.export.shared import (
+    SHARE_DEPTHS,
+    SharedTrunkGraph,
+    graph_info,
+    logits_above_cut,
+    trace_frames_graph,
+)
 
 SHIPPED_CHECKPOINT = Path("models/fstcn-small.pt")
 CLIPS, CROPS = 5, 18
@@ -45,7 +51,12 @@ class PreviousTrunkGraph(SharedTrunkGraph):
     """The sixth session's layout of the same function, kept only for this comparison."""
 
     def forward(self, *inputs: Tensor) -> Tensor:
-        return self.probs_from_cut_windows(*inputs)  # the NCHW windows for both cuts, as then
+        """probs (M*K, N) from the NCHW windows of `cut_windows` for both cuts, as then."""
+        spatial_in, temporal_in = self.cut_windows(*inputs)
+        if self.calibrated:
+            spatial_in = spatial_in * self.spatial_scale + self.spatial_shift
+            temporal_in = temporal_in * self.temporal_scale + self.temporal_shift
+        return torch.softmax(logits_above_cut(self.network, self.share, spatial_in, temporal_in), dim=1)
 
     def cut_windows(
         self,

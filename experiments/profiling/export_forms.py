@@ -30,7 +30,7 @@ from fstcn.bench.core import interleaved, random_plain_feeds
 from fstcn.bench.runner import cpu_session, measured_kernels
 from fstcn.core.meta import PROBS_OUTPUT
 from fstcn.model.checkpoint import build_model_from_checkpoint
-from fstcn.model.export import fold_batchnorm, onnx_graph
+from fstcn.model.export.plain import fold_batchnorm, onnx_graph
 
 SHIPPED_CHECKPOINT = Path("models/fstcn-small.pt")
 AS_TRAINED = "as trained"

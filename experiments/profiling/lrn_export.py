@@ -20,7 +20,7 @@ import torch
 
 from fstcn.bench.core import interleaved, random_plain_feeds
 from fstcn.core.meta import PROBS_OUTPUT
-from fstcn.model.export import onnx_graph
+from fstcn.model.export.plain import onnx_graph
 from fstcn.model.network import fstcn
 from fstcn.model.train import make_meta
 

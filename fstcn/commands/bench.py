@@ -66,14 +66,17 @@ def command(
     console = Console(stderr=True)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if write_fast_graphs:
-        from fstcn.model.fastpaths import SHARE_DEPTHS, export_fast_graphs
+        from fstcn.core.frames_graph import SHARE_DEPTHS
+        from fstcn.model.export import export_bundle
 
         if model is None:
             raise typer.BadParameter("--write-fast-graphs needs --model")
         if share not in SHARE_DEPTHS:
             raise typer.BadParameter(f"--share must be 'lower' or 'branch', got {share!r}")
-        written = export_fast_graphs(checkpoint or model.with_suffix(".pt"), model, share=share)
-        for mode, result in written.items():
+        bundle = export_bundle(
+            checkpoint or model.with_suffix(".pt"), model, export_plain=False, fast_graphs=share
+        )
+        for mode, result in bundle.fast_graphs.items():
             console.print(f"{mode}: {result.onnx_path} (max |dp| {max(result.max_abs_diff.values()):.2g})")
         return
     chosen = {"quick": QUICK_SECTIONS, "all": SECTIONS}.get(sections) or tuple(

@@ -78,37 +78,32 @@ def command(
 
     from rich.console import Console
 
-    from fstcn.model.checkpoint import load_checkpoint, model_meta
-    from fstcn.model.export import ExportVerificationError, export_model, real_inputs_from_videos
+    from fstcn.model.export import ExportVerificationError, export_bundle
+    from fstcn.model.export.workflow import FAST_GRAPHS
 
     console = Console()
     logging.basicConfig(level=logging.WARNING)
-    from fstcn.core.frames_graph import SHARE_DEPTHS
-
-    if fast_graphs not in ("none", *SHARE_DEPTHS):
-        console.print(f"[bold red]error[/]: --fast-graphs must be none, lower or branch, got {fast_graphs!r}")
-        raise typer.Exit(code=2)
-    if fast_graphs != "none" and fp16:
-        console.print("[bold red]error[/]: the fast graphs are float32 graphs; export without --fp16")
+    if fast_graphs not in FAST_GRAPHS:
+        choices = ", ".join(FAST_GRAPHS)
+        console.print(f"[bold red]error[/]: --fast-graphs must be one of {choices}, got {fast_graphs!r}")
         raise typer.Exit(code=2)
     try:
-        ckpt = load_checkpoint(checkpoint)
-        real = None
-        if video:
-            meta = model_meta(ckpt)
-            with console.status(f"decoding {len(video)} verification video(s)"):
-                real = real_inputs_from_videos(video, meta)
-        with console.status(f"exporting {checkpoint} -> {out}"):
-            result = export_model(
-                ckpt,
+        with console.status(f"exporting {checkpoint} -> {out}") as status:
+            bundle = export_bundle(
+                checkpoint,
                 out,
                 name=name,
                 version=version,
                 fp16=fp16,
                 opset=opset,
-                real_inputs=real,
-                write_checkpoint=write_checkpoint,
                 lrn=lrn,
+                videos=video or (),
+                write_checkpoint=write_checkpoint,
+                calibrate=calibrate_shared,
+                calibration_videos=calibration_videos,
+                refine_epochs=refine_epochs,
+                fast_graphs=fast_graphs,
+                progress=status.update,
             )
     except ExportVerificationError as error:
         console.print(f"[bold red]export verification failed[/]: {error}")
@@ -116,6 +111,8 @@ def command(
     except (ValueError, FileNotFoundError) as error:
         console.print(f"[bold red]error[/]: {error}")
         raise typer.Exit(code=2) from error
+    result = bundle.plain
+    assert result is not None  # export_bundle exported the plain graph
     meta = result.meta
     console.print(
         f"[bold green]exported[/] {result.onnx_path} ({result.onnx_path.stat().st_size / 1e6:.2f} MB, "
@@ -129,58 +126,8 @@ def command(
     if result.checkpoint_path is not None:
         size = result.checkpoint_path.stat().st_size / 1e6
         console.print(f"  checkpoint for explain/tsne: {result.checkpoint_path} ({size:.2f} MB)")
-    if calibrate_shared is not None:
-        from fstcn.model.border_calibration import calibration_path, fit_border_calibration, training_videos
-        from fstcn.model.checkpoint import build_model_from_checkpoint
-        from fstcn.model.export import fold_batchnorm
-
-        if refine_epochs and meta.precision != "fp32":  # before the fit: say so before minutes of work
-            console.print(
-                "[bold red]error[/]: --refine-epochs scores exact crops with the fp32 export; "
-                "export fp32 to calibrate, or pass --refine-epochs 0"
-            )
-            raise typer.Exit(code=2)
-        try:
-            videos = training_videos(calibrate_shared, calibration_videos)
-        except ValueError as error:
-            console.print(f"[bold red]error[/]: {error}")
-            raise typer.Exit(code=2) from error
-        network = fold_batchnorm(build_model_from_checkpoint(ckpt)[0])  # as the exported graphs compute
-        with console.status(f"border calibration on {len(videos)} videos of {calibrate_shared}") as status:
-            try:
-                calibration = fit_border_calibration(
-                    network,
-                    meta,
-                    videos,
-                    data=str(calibrate_shared),
-                    progress=lambda done, total: status.update(f"border calibration: {done}/{total} videos"),
-                )
-            except ValueError as error:
-                console.print(f"[bold red]error[/]: {error}")
-                raise typer.Exit(code=2) from error
-            if refine_epochs:
-                from fstcn.model.border_refine import (
-                    RefineOptions,
-                    collect_windows,
-                    exact_scorer,
-                    refine_border_calibration,
-                )
-
-                scorer, exact_info = exact_scorer(result.onnx_path, meta.crop_size)
-                windows = collect_windows(
-                    network,
-                    meta,
-                    videos,
-                    scorer,
-                    exact_info,
-                    progress=lambda done, total: status.update(f"border refinement: {done}/{total} videos"),
-                )
-                status.update(f"border refinement: {refine_epochs} epochs")
-                calibration = refine_border_calibration(
-                    network, calibration, windows, RefineOptions(epochs=refine_epochs)
-                )
-        path = calibration.save(calibration_path(result.onnx_path))
-        for share, cut in calibration.cuts.items():
+    if bundle.calibration is not None:
+        for share, cut in bundle.calibration.cuts.items():
             fits = ", ".join(
                 f"{p} {cut.mse_before[p]:.4f} -> {cut.mse_after[p]:.4f}" for p in ("spatial", "temporal")
             )
@@ -190,17 +137,8 @@ def command(
             if cut.decision_kl is not None:
                 before, after = cut.decision_kl
                 console.print(f"    refined: per-crop KL to exact crops {before:.4f} -> {after:.4f}")
-        console.print(f"  border calibration: {path}")
-    if fast_graphs != "none":
-        from fstcn.model.fastpaths import export_fast_graphs
-
-        with console.status(f"exporting the fast graphs ({fast_graphs} shared trunk)"):
-            try:
-                written = export_fast_graphs(ckpt, result.onnx_path, share=fast_graphs)
-            except ExportVerificationError as error:
-                console.print(f"[bold red]fast-graph verification failed[/]: {error}")
-                raise typer.Exit(code=1) from error
-        for mode, graph in written.items():
-            console.print(
-                f"  {mode} frames graph: {graph.onnx_path} (max |dp| {max(graph.max_abs_diff.values()):.2g})"
-            )
+        console.print(f"  border calibration: {bundle.calibration_path}")
+    for mode, graph in bundle.fast_graphs.items():
+        console.print(
+            f"  {mode} frames graph: {graph.onnx_path} (max |dp| {max(graph.max_abs_diff.values()):.2g})"
+        )

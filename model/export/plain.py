@@ -1,4 +1,4 @@
-"""ONNX export of a trained FstCN checkpoint: the self-describing file the service loads.
+"""The plain graph: ONNX export of a trained FstCN checkpoint, the self-describing file the service loads.
 
 `export_model` rebuilds the network from a checkpoint (`fstcn.model.checkpoint`), folds every BatchNorm into
 the conv before it, wraps the network so that it outputs softmax probabilities, exports it with
@@ -6,15 +6,15 @@ the conv before it, wraps the network so that it outputs softmax probabilities, 
 `fstcn` (the contract of `fstcn.core.meta`: inputs `appearance` (B, 3, c, c) and `motion` (B, T, 3, c, c),
 float32; output `probs` (B, N), float32). The auxiliary classifier is not part of the graph.
 
-The export verifies itself before the file appears at its final path: ONNX Runtime (CPU) against the
-unfolded float32 PyTorch model on random clip pairs (uint8 frames through the serving normalisation,
-`fstcn.core.clips.network_inputs`), on Gaussian inputs, on an optional real batch, and at batch sizes 1 and
-several. The maximum absolute probability difference must be <= 1e-4 (fp32); anything else raises
+The export verifies itself before the file appears at its final path (`verification.write_verified`):
+the file as `fstcn.core.runtime.OnnxModel` opens it against the unfolded float32 PyTorch model on random
+clip pairs (uint8 frames through the serving normalisation, `fstcn.core.clips.network_inputs`), on
+Gaussian inputs, on an optional real batch (`real_inputs_from_videos`), and at batch sizes 1 and several.
+The maximum absolute probability difference must be <= 1e-4 (fp32); anything else raises
 `ExportVerificationError` and leaves no file behind.
 
 The fp16 variant (for GPUs) casts the weights and the whole graph to float16 while the inputs and the
-output stay float32 (Cast nodes at both ends; softmax runs in float32). Its tolerance is 1e-2: float16
-has a 2^-11 relative step, and errors accumulate over ~10 layers.
+output stay float32 (Cast nodes at both ends; softmax runs in float32). Its tolerance is 1e-2.
 
 Beside `NAME.onnx` the export writes `NAME.pt`: a checkpoint (`fstcn.model.checkpoint` format) of the same
 network, fp16 weights by default to keep the shipped pair small, without optimizer or RNG state; the
@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import io
 import logging
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -39,21 +38,27 @@ import onnx
 import torch
 from torch import Tensor, nn
 
+from fstcn.core.clips import network_inputs
 from fstcn.core.meta import APPEARANCE_INPUT, META_KEY, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
+from fstcn.core.runtime import OnnxModel, PlainFeeds
+from fstcn.core.scoring import decode_planned
+from fstcn.core.video.decode import probe_video
 from fstcn.model.checkpoint import build_model_from_checkpoint, load_checkpoint, model_meta, save_checkpoint
+from fstcn.model.export.verification import (
+    FP16_TOLERANCE,
+    FP32_TOLERANCE,
+    ExportVerificationError,
+    check_max_diff,
+    onnx_output,
+    write_verified,
+)
 from fstcn.model.network import ConvBlock, FstCN, LocalResponseNorm
 
 logger = logging.getLogger(__name__)
 
-FP32_TOLERANCE = 1e-4
-FP16_TOLERANCE = 1e-2
 MIN_OPSET = 17
 LRN_FORMS = ("node", "expanded")  # how an LRN is written to ONNX, see onnx_graph
 VERIFY_BATCH = 5  # rows of each random check; also the "several" of the dynamic-batch check
-
-
-class ExportVerificationError(RuntimeError):
-    """The exported graph does not reproduce the PyTorch model within tolerance."""
 
 
 @dataclass(frozen=True)
@@ -80,17 +85,6 @@ class ProbabilityModel(nn.Module):
     def forward(self, appearance: Tensor, motion: Tensor) -> Tensor:
         logits = self.network(appearance.to(self.dtype), motion.to(self.dtype))
         return torch.softmax(logits.float(), dim=1)
-
-
-def write_atomic(out: Path, data: bytes) -> None:
-    """Write `data` to `out` through a temporary file and a rename: a reader never sees half a model."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def fold_batchnorm(model: FstCN) -> FstCN:
@@ -128,9 +122,7 @@ def export_model(
     normalised as the service does) checked in addition to the random ones.
     Raises ValueError for bad arguments and ExportVerificationError when the graph disagrees with PyTorch.
     """
-    out = Path(out)
-    if out.suffix != ".onnx":
-        raise ValueError(f"the output must end in .onnx, got {out}")
+    out = onnx_output(out)
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be >= {MIN_OPSET}, got {opset}")
     if not isinstance(checkpoint, dict):
@@ -141,13 +133,12 @@ def export_model(
     )
     tolerance = FP16_TOLERANCE if fp16 else FP32_TOLERANCE
     onnx_model = onnx_graph(model, meta, opset, lrn=lrn)
-    serialised = onnx_model.SerializeToString()
 
     checks = _verification_batches(meta, seed, real_inputs)
     reference = ProbabilityModel(model).eval()  # unfolded float32: verifies the folding too
-    diffs = _verify(serialised, reference, checks, tolerance)
-
-    write_atomic(out, serialised)
+    diffs = write_verified(
+        out, onnx_model.SerializeToString(), lambda exported: _verify(exported, reference, checks, tolerance)
+    )
     checkpoint_path = None
     if write_checkpoint:
         checkpoint_path = _write_served_checkpoint(
@@ -260,8 +251,6 @@ def _verification_batches(
     real_inputs: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None,
 ) -> dict[str, tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]]:
     """name -> (appearance, motion): frames through the serving normalisation, Gaussians, a real batch."""
-    from fstcn.core.clips import network_inputs
-
     rng = np.random.default_rng(seed)
     crop, clip_length, side = meta.crop_size, meta.sampling.clip_length, meta.resize_short
     frames = rng.integers(0, 256, size=(VERIFY_BATCH, 1 + clip_length, side, side, 3), dtype=np.uint8)
@@ -298,32 +287,22 @@ def _verification_batches(
 
 
 def _verify(
-    serialised: bytes,
+    exported: OnnxModel,
     reference: ProbabilityModel,
     checks: dict[str, tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]],
     tolerance: float,
 ) -> dict[str, float]:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(serialised, options, providers=["CPUExecutionProvider"])
+    """check name -> max |p_onnx - p_torch| of `exported` against `reference` on each (appearance, motion)
+    batch of `checks`; ExportVerificationError above `tolerance`."""
     diffs: dict[str, float] = {}
     for name, (appearance, motion) in checks.items():
-        (probs,) = session.run([PROBS_OUTPUT], {APPEARANCE_INPUT: appearance, MOTION_INPUT: motion})
+        probs = exported.run({APPEARANCE_INPUT: appearance, MOTION_INPUT: motion})  # (B, N)
         with torch.no_grad():
             expected = reference(torch.from_numpy(appearance), torch.from_numpy(motion)).numpy()
-        if probs.shape != expected.shape or probs.dtype != np.float32:
-            raise ExportVerificationError(
-                f"{name}: ONNX gave {probs.dtype} {probs.shape}, PyTorch {expected.dtype} {expected.shape}"
-            )
+        if probs.shape != expected.shape:
+            raise ExportVerificationError(f"{name}: ONNX gave {probs.shape}, PyTorch {expected.shape}")
         diffs[name] = float(np.max(np.abs(probs - expected)))
-    worst = max(diffs, key=diffs.__getitem__)
-    if not diffs[worst] <= tolerance:  # also catches NaN
-        raise ExportVerificationError(
-            f"the ONNX graph disagrees with PyTorch: max |p_onnx - p_torch| = {diffs[worst]:.3g} on "
-            f"{worst!r} > tolerance {tolerance:g} (all checks: {diffs})"
-        )
+    check_max_diff(diffs, tolerance, "the ONNX graph", "PyTorch")
     return diffs
 
 
@@ -357,18 +336,16 @@ def _write_served_checkpoint(
 def real_inputs_from_videos(
     paths: Sequence[str | Path], meta: ModelMeta, num_crops: int = 2
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """A real verification batch: every video decoded and sampled exactly as the service does."""
-    from fstcn.core.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
-    from fstcn.core.video.decode import decode_video
-
+    """A real verification batch: every video decoded and sampled as the service does
+    (`fstcn.core.scoring.decode_planned`, the plain graph's feeds of `fstcn.core.runtime`):
+    appearance (V*M*K, 3, c, c) and motion (V*M*K, T, 3, c, c) float32."""
+    feeds_of = PlainFeeds(meta)
     appearances, motions = [], []
     for path in paths:
-        video = decode_video(path, resize_short=meta.resize_short)
-        plan = plan_clip_pairs(0.0, float(video.times[-1]), meta.sampling, meta.sampling.num_clips)
-        appearance_u8, motion_i16 = gather_clip_pairs(video.frames, video.times, plan)
-        appearance, motion = network_inputs(appearance_u8, motion_i16, meta, num_crops)
-        appearances.append(appearance)
-        motions.append(motion)
+        video, plan = decode_planned(Path(path), probe_video(path), meta, meta.sampling.num_clips)
+        feeds = feeds_of(video.frames, video.times, plan, num_crops)
+        appearances.append(feeds[APPEARANCE_INPUT])
+        motions.append(feeds[MOTION_INPUT])
     if not appearances:
         raise ValueError("no videos given")
     return np.concatenate(appearances), np.concatenate(motions)

@@ -12,21 +12,24 @@ import pytest
 import torch
 
 from fstcn.core.frames_graph import frame_feeds
-from fstcn.model.border_calibration import BorderCalibration, fit_border_calibration
-from fstcn.model.border_refine import (
+from fstcn.core.runtime import CPU, OnnxModel
+from fstcn.core.scoring import decode_planned
+from fstcn.core.video.decode import probe_video
+from fstcn.model.checkpoint import build_model_from_checkpoint
+from fstcn.model.export import export_model
+from fstcn.model.export.calibration import BorderCalibration
+from fstcn.model.export.calibration_fit import fit_border_calibration
+from fstcn.model.export.plain import fold_batchnorm
+from fstcn.model.export.refine import (
     CalibratedUpper,
     RefineOptions,
     WindowSet,
     collect_windows,
-    exact_scorer,
     refine_calibration,
     shared_probs,
-    video_agreement,
 )
-from fstcn.model.checkpoint import build_model_from_checkpoint
-from fstcn.model.export import export_model, fold_batchnorm
-from fstcn.model.fastpaths import SharedTrunkGraph, graph_info
-from tests.bench.tiny import tiny_checkpoint
+from fstcn.model.export.shared import SharedTrunkGraph, graph_info
+from tests.model.tiny import tiny_checkpoint
 
 torch.set_num_threads(1)
 
@@ -43,10 +46,17 @@ def tiny(tmp_path_factory: pytest.TempPathFactory, video_factory: Callable[..., 
     ]
     network, meta = build_model_from_checkpoint(checkpoint)
     network = fold_batchnorm(network)
-    scorer, exact_info = exact_scorer(plain, meta.crop_size)
-    data = collect_windows(network, meta, [*videos, root / "missing.mp4"], scorer, exact_info)
+    exact = OnnxModel.load(plain, providers=[CPU])
+    data = collect_windows(network, meta, [*videos, root / "missing.mp4"], exact)
     calibration = fit_border_calibration(network, meta, videos, data="test")
-    return {"network": network, "meta": meta, "data": data, "calibration": calibration, "videos": videos}
+    return {
+        "network": network,
+        "meta": meta,
+        "data": data,
+        "calibration": calibration,
+        "videos": videos,
+        "exact": exact,
+    }
 
 
 def test_collected_windows_and_exact_scores(tiny: dict[str, object], tmp_path: Path) -> None:
@@ -62,7 +72,7 @@ def test_collected_windows_and_exact_scores(tiny: dict[str, object], tmp_path: P
     torch.testing.assert_close(exact[1], data.exact[0, 0])
     torch.testing.assert_close(spatial[18:], data.windows["lower"]["spatial"][:18].float())
     with pytest.raises(ValueError, match="could be decoded"):
-        collect_windows(tiny["network"], meta, [tmp_path / "none.mp4"], lambda feeds: None, None)  # type: ignore[arg-type]
+        collect_windows(tiny["network"], meta, [tmp_path / "none.mp4"], tiny["exact"])  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("share", ["lower", "branch"])
@@ -75,14 +85,9 @@ def test_calibrated_upper_is_the_trunk_graphs_function(tiny: dict[str, object], 
     cut = calibration.cuts[share]
     upper = CalibratedUpper(network, cut)  # type: ignore[arg-type]
     graph = SharedTrunkGraph(network, meta, share, cut).eval()  # type: ignore[arg-type]
-    from fstcn.core.clips import plan_clip_pairs
-    from fstcn.core.video.decode import decode_video, probe_video
-
     video = Path(tiny["videos"][0])  # type: ignore[index]
-    probe = probe_video(video)
-    sampling = meta.sampling  # type: ignore[attr-defined]
-    plan = plan_clip_pairs(0.0, probe.duration_s - 1.0 / probe.fps, sampling, sampling.num_clips)
-    decoded = decode_video(video, resize_short=meta.resize_short, times=plan.all_times())  # type: ignore[attr-defined]
+    num_clips = meta.sampling.num_clips  # type: ignore[attr-defined]
+    decoded, plan = decode_planned(video, probe_video(video), meta, num_clips)  # type: ignore[arg-type]
     info = graph_info(network, "shared", share)  # type: ignore[arg-type]
     feeds = frame_feeds(decoded.frames, decoded.times, plan, info, 18)
     with torch.inference_mode():
@@ -115,5 +120,3 @@ def test_refinement_lowers_the_kl_and_keeps_the_file_form(tiny: dict[str, object
         assert kl(refined) < kl(fitted)
         assert not np.array_equal(refined.shift["spatial"], fitted.shift["spatial"])
     assert len(losses) == 12
-    same = video_agreement(data.exact.double(), data.exact)
-    assert same == 1.0

@@ -1,4 +1,4 @@
-"""ONNX export on the tiny preset: contract, metadata, dynamic batch, fp16, verification, CLI."""
+"""The plain graph on the tiny preset: contract, metadata, dynamic batch, fp16, verification, CLI."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import fstcn.model.export as export_module
+import fstcn.model.export.plain as export_module
 from fstcn.cli import app
 from fstcn.core.meta import META_KEY, ModelMeta
 from fstcn.model.checkpoint import build_model_from_checkpoint, load_checkpoint, save_checkpoint
-from fstcn.model.export import ExportResult, ExportVerificationError, export_model, real_inputs_from_videos
+from fstcn.model.export import ExportResult, ExportVerificationError, export_model
+from fstcn.model.export.plain import real_inputs_from_videos
 from fstcn.model.network import FstCN, LocalResponseNorm, fstcn
 
 torch.set_num_threads(1)

@@ -1,6 +1,6 @@
 """Refine a border calibration on what the service decides, not on feature values.
 
-`fstcn.model.border_calibration` fits each window element's line `exact ~ scale * shared + shift` by least
+`fstcn.model.export.calibration_fit` fits each window element's line `exact ~ scale * shared + shift` by least
 squares on the cut features. Those lines treat every channel and position alike, while the decision
 depends on a few directions of them. This module keeps the same form (so the exported graphs, the
 `.border.npz` file and the service do not change) and tunes `scale` and `shift` by gradient descent so
@@ -8,7 +8,8 @@ that the shared trunk's per-crop class probabilities match the exact crops' ones
 with the network frozen: the exact path, and so the served model, stays what it is.
 
 Everything below the cut is frozen as well, so each training clip's windows are computed once
-(`collect_windows`) and each step only runs the layers above the cut on them.
+(`collect_windows`, with the exact crops' probabilities from any `fstcn.core.scoring.Runner` of the
+served model) and each step only runs the layers above the cut on them.
 """
 
 from __future__ import annotations
@@ -20,26 +21,19 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from fstcn.core.frames_graph import SHARE_DEPTHS, GraphInfo, frame_feeds
+from fstcn.core.frames_graph import SHARE_DEPTHS, frame_feeds
 from fstcn.core.meta import ModelMeta
-from fstcn.model.border_calibration import (
-    CROPS,
-    PATHS,
-    BorderCalibration,
-    WindowCalibration,
-    decoded_as_served,
-)
-from fstcn.model.fastpaths import SharedTrunkGraph, exact_frames_graph, graph_info, logits_above_cut
+from fstcn.core.scoring import Runner, clip_probs
+from fstcn.model.export.calibration import PATHS, BorderCalibration, WindowCalibration
+from fstcn.model.export.calibration_fit import CROPS, decoded_as_served
+from fstcn.model.export.shared import SharedTrunkGraph, graph_info, logits_above_cut
 from fstcn.model.network import FstCN
 
 logger = logging.getLogger(__name__)
-
-ExactScorer = Callable[[dict[str, npt.NDArray[np.generic]]], npt.NDArray[np.float32]]
 
 
 @dataclass
@@ -73,37 +67,34 @@ def collect_windows(
     network: FstCN,
     meta: ModelMeta,
     videos: Sequence[str | Path],
-    exact_scores: ExactScorer,
-    exact_info: GraphInfo,
+    exact: Runner,
     *,
     progress: Callable[[int, int], None] | None = None,
 ) -> WindowSet:
     """Decode each video as the service does (M clip pairs), cut the shared trunk's windows at both
-    cuts and score the exact 18 crops with `exact_scores` (an exact frames graph's feeds -> (M*K, N)).
-    Videos the service would refuse are skipped with a warning."""
+    cuts and score the exact 18 crops with `exact` (a plain or exact-crops model of the same weights,
+    through `fstcn.core.scoring.clip_probs`). Videos the service would refuse are skipped with a warning."""
     network = network.eval()
     graphs = {share: SharedTrunkGraph(network, meta, share).eval() for share in SHARE_DEPTHS}
     info = graph_info(network, "shared", "lower")
-    m, k = meta.sampling.num_clips, CROPS
     parts: dict[str, dict[str, list[Tensor]]] = {s: {p: [] for p in PATHS} for s in SHARE_DEPTHS}
-    exact: list[Tensor] = []
+    exact_probs: list[Tensor] = []
     names: list[str] = []
     with torch.inference_mode():
         for number, decoded, plan in decoded_as_served(videos, meta, "border refinement"):
-            feeds = frame_feeds(decoded.frames, decoded.times, plan, info, k)
+            feeds = frame_feeds(decoded.frames, decoded.times, plan, info, CROPS)
             inputs = [torch.from_numpy(feeds[name]) for name in info.inputs]
             for share, graph in graphs.items():
                 for path, cut in zip(PATHS, graph.cut_windows(*inputs), strict=True):
                     parts[share][path].append(cut.half())
-            probs = exact_scores(frame_feeds(decoded.frames, decoded.times, plan, exact_info, k))
-            exact.append(torch.from_numpy(np.asarray(probs, np.float32)).reshape(m, k, -1))
+            exact_probs.append(torch.from_numpy(clip_probs(exact, decoded, plan, CROPS)))  # (M, K, N)
             names.append(str(videos[number - 1]))
             if progress is not None:
                 progress(number, len(videos))
-    if not exact:
+    if not exact_probs:
         raise ValueError(f"none of the {len(videos)} videos could be decoded")
     windows = {s: {p: torch.cat(parts[s][p]) for p in PATHS} for s in SHARE_DEPTHS}
-    return WindowSet(windows, torch.stack(exact), names, meta.sampling.clip_length)
+    return WindowSet(windows, torch.stack(exact_probs), names, meta.sampling.clip_length)
 
 
 class CalibratedUpper(torch.nn.Module):
@@ -144,16 +135,6 @@ def shared_probs(upper: CalibratedUpper, data: WindowSet, batch_clips: int = 16)
             spatial, temporal, _ = data.clips(upper.share, rows)
             out.append(upper(spatial, temporal).exp().double())
     return torch.cat(out).reshape(v, m, k, n)
-
-
-def video_agreement(shared: Tensor, exact: Tensor) -> float:
-    """Share of videos whose SCI-fused top-1 is the same: probabilities (V, M, K, N) each."""
-    from fstcn.core.fusion import fuse_scores
-
-    def top1(probs: Tensor) -> int:  # (M, K, N) -> the fused video's best class
-        return int(np.argmax(fuse_scores(probs.numpy()).video_scores))
-
-    return float(np.mean([top1(s) == top1(e) for s, e in zip(shared, exact.double(), strict=True)]))
 
 
 @dataclass(frozen=True)
@@ -201,24 +182,6 @@ def refine_calibration(
         if on_epoch is not None:
             on_epoch(epoch, total / steps_per_epoch, upper)
     return upper.calibration(calibration)
-
-
-def exact_scorer(plain_path: str | Path, crop_size: int) -> tuple[ExactScorer, GraphInfo]:
-    """The exact 18 crops of the plain ONNX model at `plain_path`, as an in-memory exact frames graph on
-    ONNX Runtime's CPU provider: (feeds -> probabilities (M*K, N), the graph's `GraphInfo`)."""
-    import onnx
-    import onnxruntime as ort
-
-    from fstcn.core.meta import PROBS_OUTPUT
-
-    graph = exact_frames_graph(onnx.load(str(plain_path)))
-    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
-
-    def score(feeds: dict[str, npt.NDArray[np.generic]]) -> npt.NDArray[np.float32]:
-        (probs,) = session.run([PROBS_OUTPUT], feeds)
-        return np.asarray(probs, dtype=np.float32)
-
-    return score, GraphInfo(crops="exact", crop_size=crop_size)
 
 
 def decision_kl(upper: CalibratedUpper, data: WindowSet) -> float:

@@ -29,37 +29,19 @@ from fstcn.core.frames_graph import (
 )
 from fstcn.core.meta import META_KEY, ModelMeta
 from fstcn.core.presets import PRESETS
-from fstcn.model.border_calibration import WindowCalibration
 from fstcn.model.checkpoint import build_model_from_checkpoint, load_checkpoint, model_meta
 from fstcn.model.export import export_model
-from fstcn.model.fastpaths import (
-    SharedTrunkGraph,
-    example_frames,
-    export_fast_graphs,
-    export_trunk_graph,
-    frames_graph_paths,
-    graph_info,
-    logits_above_cut,
-)
-from tests.bench.tiny import LABELS, tiny_checkpoint
+from fstcn.model.export.calibration import WindowCalibration
+from fstcn.model.export.frames import example_frames, frames_graph_paths
+from fstcn.model.export.shared import SharedTrunkGraph, graph_info, logits_above_cut
+from tests.model.tiny import LABELS, tiny_bundle, tiny_checkpoint
 
 torch.set_num_threads(1)
 
 
-def _export(root: Path, **overrides: Any) -> tuple[Path, dict[str, Path]]:
-    checkpoint = tiny_checkpoint(root / "ckpt.pt", **overrides)
-    plain = export_model(checkpoint, root / "tiny.onnx", write_checkpoint=False).onnx_path
-    results = export_fast_graphs(checkpoint, plain)
-    paths = {mode: result.onnx_path for mode, result in results.items()}
-    paths["branch"] = export_trunk_graph(
-        checkpoint, root / "tiny.trunk-branch.onnx", name="tiny", share="branch"
-    ).onnx_path
-    return plain, paths
-
-
 @pytest.fixture(scope="module")
 def graphs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
-    return _export(tmp_path_factory.mktemp("fast"))
+    return tiny_bundle(tmp_path_factory.mktemp("fast"))
 
 
 def _session(path: Path) -> ort.InferenceSession:
@@ -124,7 +106,7 @@ def test_shared_trunk_equals_exact_crops_on_a_crop_sized_frame(
 def test_shared_trunk_is_exact_when_the_trunk_is_local_and_offsets_are_aligned(tmp_path: Path) -> None:
     """1x1 convs and non-overlapping pools have no padding and no halo: a window of the whole frame's
     feature map then IS the crop's feature map, if the crop offsets fall on the stride (here 4)."""
-    plain_path, paths = _export(tmp_path, lower_kernels=(1, 1, 1, 1), pool_kernel=2, pool_stride=2)
+    plain_path, paths = tiny_bundle(tmp_path, lower_kernels=(1, 1, 1, 1), pool_kernel=2, pool_stride=2)
     plain, trunk = _session(plain_path), _session(paths["shared"])
     meta, info = _meta_info(trunk)
     assert info.stride == 4
@@ -244,7 +226,7 @@ def test_fstcn_export_writes_the_fast_graphs_beside_the_model(tmp_path: Path) ->
     bad = runner.invoke(app, [*export, "--fast-graphs", "upper"])
     assert bad.exit_code == 2 and "--fast-graphs" in bad.output and not out.exists()
     fp16 = runner.invoke(app, [*export, "--fp16", "--fast-graphs", "lower"])
-    assert fp16.exit_code == 2 and "--fp16" in fp16.output and not out.exists()
+    assert fp16.exit_code == 2 and "fp16" in fp16.output and not out.exists()
     result = runner.invoke(app, [*export, "--fast-graphs", "branch"])
     assert result.exit_code == 0, result.output
     paths = frames_graph_paths(out)

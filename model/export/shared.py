@@ -1,24 +1,16 @@
-"""Export of the fast-path ONNX graphs: preprocessing in the graph, and the shared trunk for the crops.
+"""The shared-trunk frames graph: the lower SCL once per frame, the layers above per crop window.
 
-Both are "frames" graphs (contract in `fstcn.core.frames_graph`): they take the decoded uint8 frames and the
-sampling's index arrays and compute V_diff, the normalisation and the crops in ONNX Runtime, so the host
-hands each frame over once instead of building (M*K, T, 3, c, c) float32 arrays.
+`export_trunk_graph(checkpoint, out, share=...)` traces `SharedTrunkGraph` from PyTorch into a frames graph
+(contract in `fstcn.core.frames_graph`; docs/design.md, "Frames graphs"). The lower SCL runs once per frame
+and view (as is, flipped) on the whole frame and each crop's s x s window is cut out of the feature map
+(offsets snapped to the trunk stride, see `fstcn.core.frames_graph.shared_window_index`); only the layers
+above run per crop. With share="branch" the paths' stride-1 branch convs run on the whole maps too. For
+the `small` preset the lower SCL is ~89% of a clip pair's MACs and a 128 x 171 frame is 1.7 crops' worth
+of pixels, so 18 crops cost ~2 x 1.7 trunk passes instead of 18. A border calibration
+(`fstcn.model.export.calibration`) adds one Mul and one Add per cut window.
 
-- `export_exact_graph(plain.onnx, out)`: hand-built ONNX preprocessing (gathers, arithmetic, one Loop
-  of Slices for the crops) composed with the unchanged plain graph: the same numbers as the plain graph
-  fed by `fstcn.core.clips.network_inputs` (verified bit for bit on random frames). Needs no PyTorch weights.
-- `export_trunk_graph(checkpoint, out, share=...)`: `SharedTrunkGraph`, traced from PyTorch. The lower
-  SCL runs once per frame and view (as is, flipped) on the whole frame and each crop's s x s window is
-  cut out of the feature map (offsets snapped to the trunk stride, see
-  `fstcn.core.frames_graph.shared_window_index`); only the layers above run per crop. With share="branch"
-  the paths' stride-1 branch convs run on the whole maps too. For the `small` preset the lower SCL is
-  ~89% of a clip pair's MACs and a 128 x 171 frame is 1.7 crops' worth of pixels, so 18 crops cost
-  ~2 x 1.7 trunk passes instead of 18.
-
-Every export verifies itself before the file lands (max |dp| <= 1e-4), at two frame sizes other than
-the traced one (H and W are dynamic axes) and 18, 2 and 1 crops: the exact graph against the plain
-graph, the shared graph against its own PyTorch module. `export_fast_graphs` writes them beside the
-plain model as NAME.frames.onnx and NAME.trunk.onnx (`frames_graph_paths`).
+The graph is traced at a frame size other than the ones it is verified at (H and W are dynamic axes) and
+verified against its own PyTorch module (`TrunkGraphRunner`) by `fstcn.model.export.frames`.
 """
 
 from __future__ import annotations
@@ -26,7 +18,6 @@ from __future__ import annotations
 import io
 import logging
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +27,10 @@ import onnx
 import torch
 from torch import Tensor, nn
 
-from fstcn.core.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
+from fstcn.core.clips import ClipPlan
 from fstcn.core.frames_graph import (
     APPEARANCE_INDEX_INPUT,
     CLIP_INDEX_INPUT,
-    CROP_BOXES_INPUT,
     CROP_INDEX_INPUT,
     DIFF_INDEX_INPUT,
     FRAMES_INPUT,
@@ -51,21 +41,16 @@ from fstcn.core.frames_graph import (
     frame_feeds,
     trunk_layers,
 )
-from fstcn.core.meta import APPEARANCE_INPUT, META_KEY, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
-from fstcn.model.border_calibration import BorderCalibration, WindowCalibration, calibration_path
+from fstcn.core.meta import META_KEY, PROBS_OUTPUT, ModelMeta
 from fstcn.model.checkpoint import build_model_from_checkpoint, load_checkpoint, model_meta
-from fstcn.model.export import (
-    FP32_TOLERANCE,
-    ExportVerificationError,
-    fold_batchnorm,
-    min_ir_version,
-    write_atomic,
-)
+from fstcn.model.export.calibration import BorderCalibration, WindowCalibration
+from fstcn.model.export.frames import FramesExportResult, example_frames, verify_frames_graph
+from fstcn.model.export.plain import MIN_OPSET, fold_batchnorm, min_ir_version
+from fstcn.model.export.verification import onnx_output, write_verified
 from fstcn.model.network import FstCN
 
 logger = logging.getLogger(__name__)
 
-OPSET = 17
 INT64_MIN = -(2**63)  # a Slice end that runs past the first element of a negative step
 
 
@@ -211,10 +196,10 @@ class SharedTrunkGraph(_FramesGraph):
     share="branch": each path's branch conv (Conv(3, 1), stride 1: windows stay aligned) runs on the
     whole maps too; only its Pool(3, 3) and the layers above run per window, on channels-last windows
     (`logits_above_branch_channels_last`).
-    calibration: `scale * window + shift` on each cut window (`fstcn.model.border_calibration`), or none.
+    calibration: `scale * window + shift` on each cut window (`fstcn.model.export.calibration`), or none.
     forward cuts the windows channels-last and calibrates them in that layout; `cut_windows` gives the
-    same windows NCHW, as the calibration is fitted on them, and `probs_from_cut_windows` is forward's
-    function in that form (a subclass that changes `cut_windows` routes forward through it).
+    same windows NCHW, as the calibration is fitted on them: softmax of `logits_above_cut` on the
+    calibrated NCHW windows is forward's function.
     """
 
     def __init__(
@@ -263,15 +248,6 @@ class SharedTrunkGraph(_FramesGraph):
                 self.network, "lower", spatial.permute(0, 3, 1, 2), temporal.permute(0, 3, 1, 2)
             )
         return torch.softmax(logits, dim=1)
-
-    def probs_from_cut_windows(self, *inputs: Tensor) -> Tensor:
-        """`forward`'s inputs -> probs (M*K, N) through `cut_windows`' NCHW windows, the calibration lines
-        and `logits_above_cut`: the form the calibration is fitted in (forward computes the same)."""
-        spatial_in, temporal_in = self.cut_windows(*inputs)
-        if self.calibrated:
-            spatial_in = spatial_in * self.spatial_scale + self.spatial_shift
-            temporal_in = temporal_in * self.temporal_scale + self.temporal_shift
-        return torch.softmax(logits_above_cut(self.network, self.share, spatial_in, temporal_in), dim=1)
 
     def cut_windows(
         self,
@@ -371,204 +347,22 @@ class SharedTrunkGraph(_FramesGraph):
         return rows.index_select(0, index.reshape(-1))
 
 
-@dataclass(frozen=True)
-class FramesExportResult:
-    onnx_path: Path
-    meta: ModelMeta
-    info: GraphInfo
-    max_abs_diff: dict[str, float]  # check name -> max |p_graph - p_reference|
+class TrunkGraphRunner:
+    """A `SharedTrunkGraph` in PyTorch as a `fstcn.core.scoring.Runner`: the reference its export is
+    verified against. prepare -> the frames graph's feeds (`info`), run -> probs (M*K, N) float32."""
 
+    def __init__(self, graph: SharedTrunkGraph, meta: ModelMeta, info: GraphInfo) -> None:
+        self.graph, self.meta, self.info = graph, meta, info
 
-# ---------------------------------------------------------------------------------------------- exact
+    def prepare(
+        self, frames: npt.NDArray[np.uint8], frame_times: npt.ArrayLike, plan: ClipPlan, num_crops: int
+    ) -> dict[str, npt.NDArray[Any]]:
+        return frame_feeds(frames, frame_times, plan, self.info, num_crops)
 
-
-def exact_frames_graph(plain: onnx.ModelProto) -> onnx.ModelProto:
-    """The exact-crops frames graph: hand-built ONNX preprocessing in front of the plain graph `plain`.
-
-    frames (F, H, W, 3) uint8 -> appearance (M, H, W, 3), V_diff (M*T, H, W, 3) float32 normalised as
-    `fstcn.core.clips.network_inputs` does -> NCHW -> one Loop over crop_boxes (K, 3) slicing (n, 3, c, c)
-    crops (flip = a second Slice with step -1) -> (M*K, 3, c, c), (M*K, T, 3, c, c) -> the plain graph.
-    """
-    from onnx import TensorProto, compose, helper
-
-    meta = _plain_meta(plain)
-    c, t = meta.crop_size, meta.sampling.clip_length
-    scale = float(np.float32(meta.diff_scale / 255.0))
-
-    def const(name: str, values: Any, dtype: Any = np.int64) -> onnx.NodeProto:
-        array = np.asarray(values, dtype=dtype)
-        return helper.make_node("Constant", [], [name], value=onnx.numpy_helper.from_array(array, name))
-
-    # Loop body: iteration i -> crop i of x (n, 3, H, W) by one Slice; a flipped crop walks its columns
-    # backwards (step -1 from left + c - 1 down to left - 1, or past the start when left is 0)
-    body_nodes = [
-        const("b_zero", [0]),
-        helper.make_node("Unsqueeze", ["i", "b_zero"], ["i1"]),
-        helper.make_node("Gather", ["boxes", "i1"], ["box2"], axis=0),  # (1, 3)
-        const("b_three", [3]),
-        helper.make_node("Reshape", ["box2", "b_three"], ["box"]),  # (3,) top, left, flip
-        const("b_at0", [0]),
-        const("b_at1", [1]),
-        const("b_at2", [2]),
-        helper.make_node("Gather", ["box", "b_at0"], ["top"]),  # (1,)
-        helper.make_node("Gather", ["box", "b_at1"], ["left"]),
-        helper.make_node("Gather", ["box", "b_at2"], ["flip"]),
-        const("b_c", [c]),
-        const("b_c1", [c - 1]),
-        const("b_one", [1]),
-        const("b_two", [2]),
-        const("b_past", [-(2**62)]),
-        helper.make_node("Add", ["top", "b_c"], ["bottom"]),
-        helper.make_node("Mul", ["flip", "b_c1"], ["flip_shift"]),
-        helper.make_node("Add", ["left", "flip_shift"], ["start_w"]),
-        helper.make_node("Add", ["left", "b_c"], ["right"]),
-        helper.make_node("Sub", ["left", "b_one"], ["left_1"]),
-        helper.make_node("Equal", ["left", "b_zero"], ["at_edge"]),
-        helper.make_node("Where", ["at_edge", "b_past", "left_1"], ["end_flipped"]),
-        helper.make_node("Cast", ["flip"], ["is_flip"], to=TensorProto.BOOL),
-        helper.make_node("Where", ["is_flip", "end_flipped", "right"], ["end_w"]),
-        helper.make_node("Mul", ["flip", "b_two"], ["flip2"]),
-        helper.make_node("Sub", ["b_one", "flip2"], ["step_w"]),
-        helper.make_node("Concat", ["top", "start_w"], ["starts"], axis=0),
-        helper.make_node("Concat", ["bottom", "end_w"], ["ends"], axis=0),
-        helper.make_node("Concat", ["b_one", "step_w"], ["steps"], axis=0),
-        const("b_axes", [2, 3]),
-        helper.make_node("Slice", ["x", "starts", "ends", "b_axes", "steps"], ["crop_out"]),  # (n, 3, c, c)
-        helper.make_node("Identity", ["cond_in"], ["cond_out"]),
-    ]
-    body = helper.make_graph(
-        body_nodes,
-        "crop_body",
-        [
-            helper.make_tensor_value_info("i", TensorProto.INT64, []),
-            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
-        ],
-        [
-            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
-            helper.make_tensor_value_info("crop_out", TensorProto.FLOAT, None),
-        ],
-    )
-    nodes = [
-        const("minus_one", [-1]),
-        const("zero", [0]),
-        # (1, 3, 1, 1): the arithmetic runs on whole NCHW planes (channels-last broadcasting is slow)
-        const("mean", np.asarray(meta.mean, np.float32).reshape(1, 3, 1, 1), np.float32),
-        const("std", np.asarray(meta.std, np.float32).reshape(1, 3, 1, 1), np.float32),
-        const("f255", np.float32(255.0), np.float32),
-        const("scale", np.float32(scale), np.float32),
-        helper.make_node("Reshape", [CLIP_INDEX_INPUT, "minus_one"], ["clip_flat"]),
-        helper.make_node("Reshape", [DIFF_INDEX_INPUT, "minus_one"], ["diff_flat"]),
-        # one Gather of every needed frame, transposed to NCHW while still uint8, then one Cast
-        helper.make_node("Concat", [APPEARANCE_INDEX_INPUT, "clip_flat", "diff_flat"], ["needed"], axis=0),
-        helper.make_node("Gather", [FRAMES_INPUT, "needed"], ["needed_u8"], axis=0),  # (M+2MT, H, W, 3)
-        helper.make_node("Transpose", ["needed_u8"], ["needed_nchw"], perm=[0, 3, 1, 2]),
-        helper.make_node("Cast", ["needed_nchw"], ["needed_f"], to=TensorProto.FLOAT),  # (M+2MT, 3, H, W)
-        helper.make_node("Shape", [APPEARANCE_INDEX_INPUT], ["m1"]),  # (1,) = M
-        helper.make_node("Shape", ["clip_flat"], ["mt1"]),  # (1,) = M*T
-        helper.make_node("Add", ["m1", "mt1"], ["m_mt"]),
-        const("big", [np.iinfo(np.int64).max]),
-        helper.make_node("Slice", ["needed_f", "zero", "m1", "zero"], ["app_f"]),
-        helper.make_node("Slice", ["needed_f", "m1", "m_mt", "zero"], ["clip_f"]),
-        helper.make_node("Slice", ["needed_f", "m_mt", "big", "zero"], ["diff_f"]),
-        helper.make_node("Div", ["app_f", "f255"], ["app_01"]),
-        helper.make_node("Sub", ["app_01", "mean"], ["app_c"]),
-        helper.make_node("Div", ["app_c", "std"], ["app_n"]),  # (M, 3, H, W)
-        helper.make_node("Sub", ["diff_f", "clip_f"], ["mot_d"]),
-        helper.make_node("Mul", ["mot_d", "scale"], ["mot_n"]),  # (M*T, 3, H, W)
-        helper.make_node("Concat", ["app_n", "mot_n"], ["x"], axis=0),  # (n, 3, H, W)
-        helper.make_node("Shape", [CROP_BOXES_INPUT], ["boxes_shape"]),
-        helper.make_node("Gather", ["boxes_shape", "zero"], ["num_crops"]),  # (1,)
-        helper.make_node("Reshape", ["num_crops", "minus_one"], ["k1"]),
-        helper.make_node("Squeeze", ["k1"], ["trip"]),
-        helper.make_node("Identity", [CROP_BOXES_INPUT], ["boxes"]),
-        const("true_c", np.array(True), np.bool_),
-        helper.make_node("Loop", ["trip", "true_c"], ["crops"], body=body),  # (K, n, 3, c, c)
-        const("axis1", [1]),
-        helper.make_node("Slice", ["crops", "zero", "m1", "axis1"], ["app_k"]),  # (K, M, 3, c, c)
-        helper.make_node("Slice", ["crops", "m1", "big", "axis1"], ["mot_k"]),  # (K, M*T, 3, c, c)
-        helper.make_node("Transpose", ["app_k"], ["app_mk"], perm=[1, 0, 2, 3, 4]),  # (M, K, 3, c, c)
-        const("app_shape", [-1, 3, c, c]),
-        helper.make_node("Reshape", ["app_mk", "app_shape"], ["pre_appearance"]),  # (M*K, 3, c, c)
-        helper.make_node("Concat", ["k1", "m1"], ["km"], axis=0),
-        const("mot_tail", [t, 3, c, c]),
-        helper.make_node("Concat", ["km", "mot_tail"], ["mot_shape6"], axis=0),  # (K, M, T, 3, c, c)
-        helper.make_node("Reshape", ["mot_k", "mot_shape6"], ["mot_6"]),
-        helper.make_node("Transpose", ["mot_6"], ["mot_mk"], perm=[1, 0, 2, 3, 4, 5]),  # (M, K, T, 3, c, c)
-        const("mot_shape", [-1, t, 3, c, c]),
-        helper.make_node("Reshape", ["mot_mk", "mot_shape"], ["pre_motion"]),  # (M*K, T, 3, c, c)
-    ]
-    pre = helper.make_graph(
-        nodes,
-        "fstcn_frames_preprocessing",
-        [
-            helper.make_tensor_value_info(FRAMES_INPUT, TensorProto.UINT8, ["frames", "height", "width", 3]),
-            helper.make_tensor_value_info(APPEARANCE_INDEX_INPUT, TensorProto.INT64, ["clips"]),
-            helper.make_tensor_value_info(CLIP_INDEX_INPUT, TensorProto.INT64, ["clips", t]),
-            helper.make_tensor_value_info(DIFF_INDEX_INPUT, TensorProto.INT64, ["clips", t]),
-            helper.make_tensor_value_info(CROP_BOXES_INPUT, TensorProto.INT64, ["crops", 3]),
-        ],
-        [
-            helper.make_tensor_value_info("pre_appearance", TensorProto.FLOAT, ["rows", 3, c, c]),
-            helper.make_tensor_value_info("pre_motion", TensorProto.FLOAT, ["rows", t, 3, c, c]),
-        ],
-    )
-    opset = max(o.version for o in plain.opset_import if o.domain in ("", "ai.onnx"))
-    pre_model = helper.make_model(pre, opset_imports=[helper.make_opsetid("", opset)])
-    pre_model.ir_version = plain.ir_version
-    merged = compose.merge_models(
-        pre_model,
-        plain,
-        io_map=[("pre_appearance", APPEARANCE_INPUT), ("pre_motion", MOTION_INPUT)],
-        prefix2="net_",
-    )
-    _rename_output(merged, f"net_{PROBS_OUTPUT}", PROBS_OUTPUT)
-    del merged.metadata_props[:]
-    return merged
-
-
-def _rename_output(model: onnx.ModelProto, old: str, new: str) -> None:
-    for node in model.graph.node:
-        node.output[:] = [new if name == old else name for name in node.output]
-    for value in model.graph.output:
-        if value.name == old:
-            value.name = new
-
-
-def _plain_meta(plain: onnx.ModelProto) -> ModelMeta:
-    props = {prop.key: prop.value for prop in plain.metadata_props}
-    if META_KEY not in props:
-        raise ValueError(f"the plain graph has no '{META_KEY}' metadata: not an `fstcn export` file")
-    return ModelMeta.from_json(props[META_KEY])
-
-
-def export_exact_graph(plain_path: str | Path, out: str | Path, *, seed: int = 0) -> FramesExportResult:
-    """Write the exact-crops frames graph of the plain model `plain_path` to `out`, verified against it."""
-    out = _check_out(out)
-    plain = onnx.load(str(plain_path))
-    meta = _plain_meta(plain)
-    if meta.precision != "fp32":
-        raise ValueError("frames graphs are built from the fp32 model")
-    info = GraphInfo(crops="exact", crop_size=meta.crop_size)
-    merged = exact_frames_graph(plain)
-    merged.metadata_props.add(key=META_KEY, value=meta.to_json())
-    merged.metadata_props.add(key=GRAPH_KEY, value=info.to_json())
-    onnx.checker.check_model(merged)
-    serialised = merged.SerializeToString()
-    plain_session = _session(plain.SerializeToString())
-
-    def reference(example: dict[str, Any], feeds: dict[str, Any], num_crops: int) -> npt.NDArray[np.float32]:
-        appearance, motion = gather_clip_pairs(example["frames"], example["times"], example["plan"])
-        app, mot = network_inputs(appearance, motion, meta, num_crops)
-        (probs,) = plain_session.run([PROBS_OUTPUT], {APPEARANCE_INPUT: app, MOTION_INPUT: mot})
-        return np.asarray(probs)
-
-    diffs = _verify(serialised, meta, info, reference, seed)
-    write_atomic(out, serialised)
-    logger.info("exported exact frames graph %s; max |dp| %s", out, diffs)
-    return FramesExportResult(out, meta, info, diffs)
-
-
-# --------------------------------------------------------------------------------------------- shared
+    def run(self, feeds: dict[str, npt.NDArray[Any]]) -> npt.NDArray[np.float32]:
+        with torch.no_grad():
+            probs: Tensor = self.graph(*(torch.from_numpy(feeds[name]) for name in self.info.inputs))
+        return probs.numpy()
 
 
 def export_trunk_graph(
@@ -584,7 +378,7 @@ def export_trunk_graph(
     """Write the verified shared-trunk frames graph of `checkpoint` to `out` (see the module doc);
     `share` is how deep the whole-frame computation goes ("lower" SCL, or up to the "branch" convs);
     `calibration` (fitted on this checkpoint's weights) adds its border calibration of that cut."""
-    out = _check_out(out)
+    out = onnx_output(out)
     if not isinstance(checkpoint, dict):
         checkpoint = load_checkpoint(checkpoint)
     network, _ = build_model_from_checkpoint(checkpoint)
@@ -596,76 +390,14 @@ def export_trunk_graph(
     onnx_model.metadata_props.add(key=META_KEY, value=meta.to_json())
     onnx_model.metadata_props.add(key=GRAPH_KEY, value=info.to_json())
     onnx.checker.check_model(onnx_model)
-    serialised = onnx_model.SerializeToString()
-
-    def reference(example: dict[str, Any], feeds: dict[str, Any], num_crops: int) -> npt.NDArray[np.float32]:
-        with torch.no_grad():
-            return graph(*(torch.from_numpy(feeds[name]) for name in info.inputs)).numpy()
-
-    diffs = _verify(serialised, meta, info, reference, seed)
-    write_atomic(out, serialised)
+    reference = TrunkGraphRunner(graph, meta, info)
+    diffs = write_verified(
+        out,
+        onnx_model.SerializeToString(),
+        lambda exported: verify_frames_graph(exported, reference, seed=seed),
+    )
     logger.info("exported shared-trunk graph %s; max |dp| %s", out, diffs)
     return FramesExportResult(out, meta, info, diffs)
-
-
-def export_fast_graphs(
-    checkpoint: dict[str, Any] | str | Path, plain_path: str | Path, *, share: str = "lower"
-) -> dict[str, FramesExportResult]:
-    """Both fast graphs beside the plain model `models/NAME.onnx`: NAME.frames.onnx and NAME.trunk.onnx.
-
-    The shared-trunk graph takes its weights from `checkpoint` (e.g. the NAME.pt twin of the export) and
-    the border calibration in NAME.border.npz when there is one (`fstcn.model.border_calibration`).
-    """
-    paths = frames_graph_paths(plain_path)
-    plain_meta = _plain_meta(onnx.load(str(plain_path), load_external_data=False))
-    return {
-        "exact": export_exact_graph(plain_path, paths["exact"]),
-        "shared": export_trunk_graph(
-            checkpoint,
-            paths["shared"],
-            name=plain_meta.name,
-            version=plain_meta.version,
-            share=share,
-            calibration=calibration_beside(plain_path),
-        ),
-    }
-
-
-def calibration_beside(model_path: str | Path) -> BorderCalibration | None:
-    """The border calibration of models/NAME.onnx (models/NAME.border.npz), or None without one."""
-    path = calibration_path(model_path)
-    return BorderCalibration.load(path) if path.is_file() else None
-
-
-# -------------------------------------------------------------------------------------------- helpers
-
-
-def _check_out(out: str | Path) -> Path:
-    out = Path(out)
-    if out.suffix != ".onnx":
-        raise ValueError(f"the output must end in .onnx, got {out}")
-    return out
-
-
-def _session(serialised: bytes) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(serialised, options, providers=["CPUExecutionProvider"])
-
-
-def example_frames(
-    meta: ModelMeta, height: int, width: int, *, num_clips: int = 2, seed: int = 0
-) -> dict[str, Any]:
-    """Random frames (F, H, W, 3) uint8, their times at ref_fps and a plan of `num_clips` pairs."""
-    rng = np.random.default_rng(seed)
-    params = meta.sampling
-    num_frames = params.span_frames + 8
-    frames = rng.integers(0, 256, size=(num_frames, height, width, 3), dtype=np.uint8)
-    times = np.arange(num_frames) / params.ref_fps
-    plan = plan_clip_pairs(0.0, float(times[-1]), params, num_clips)
-    return {"frames": frames, "times": times, "plan": plan}
 
 
 def trace_frames_graph(graph: SharedTrunkGraph, meta: ModelMeta, info: GraphInfo) -> onnx.ModelProto:
@@ -693,48 +425,10 @@ def trace_frames_graph(graph: SharedTrunkGraph, meta: ModelMeta, info: GraphInfo
             input_names=names,
             output_names=[PROBS_OUTPUT],
             dynamic_axes=dynamic,
-            opset_version=OPSET,
+            opset_version=MIN_OPSET,
             do_constant_folding=True,
             dynamo=False,
         )
     onnx_model = onnx.load_from_string(buffer.getvalue())
-    onnx_model.ir_version = min_ir_version(OPSET)
+    onnx_model.ir_version = min_ir_version(MIN_OPSET)
     return onnx_model
-
-
-def _verify(
-    serialised: bytes,
-    meta: ModelMeta,
-    info: GraphInfo,
-    reference: Any,
-    seed: int,
-) -> dict[str, float]:
-    """max |p_graph - p_reference| at two frame sizes and 18/2/1 crops; ExportVerificationError > 1e-4."""
-    session = _session(serialised)
-    size = meta.resize_short
-    diffs: dict[str, float] = {}
-    for height, width in ((size, size + 43), (size + 29, size)):
-        example = example_frames(meta, height, width, seed=seed)
-        for num_crops in (18, 2, 1):
-            feeds = frame_feeds(example["frames"], example["times"], example["plan"], info, num_crops)
-            (probs,) = session.run([PROBS_OUTPUT], feeds)
-            expected = reference(example, feeds, num_crops)
-            if probs.shape != expected.shape:
-                raise ExportVerificationError(f"graph gave {probs.shape}, reference {expected.shape}")
-            diffs[f"{height}x{width}, {num_crops} crops"] = float(np.max(np.abs(probs - expected)))
-    worst = max(diffs, key=diffs.__getitem__)
-    if not diffs[worst] <= FP32_TOLERANCE:
-        raise ExportVerificationError(
-            f"the {info.crops} frames graph disagrees with its reference: max |dp| = {diffs[worst]:.3g} on "
-            f"{worst!r} > {FP32_TOLERANCE:g} (all: {diffs})"
-        )
-    return diffs
-
-
-def frames_graph_paths(model_path: str | Path) -> dict[str, Path]:
-    """Where the fast graphs of `models/NAME.onnx` live: NAME.frames.onnx (exact), NAME.trunk.onnx."""
-    stem = Path(model_path).with_suffix("")
-    return {
-        "exact": stem.with_name(f"{stem.name}.frames.onnx"),
-        "shared": stem.with_name(f"{stem.name}.trunk.onnx"),
-    }

@@ -15,18 +15,13 @@ from typer.testing import CliRunner
 
 from fstcn.cli import app
 from fstcn.core.frames_graph import GRAPH_KEY, GraphInfo, frame_feeds
-from fstcn.model.border_calibration import (
-    BorderCalibration,
-    WindowCalibration,
-    _Moments,
-    calibration_path,
-    fit_border_calibration,
-    training_videos,
-)
 from fstcn.model.checkpoint import build_model_from_checkpoint
-from fstcn.model.export import fold_batchnorm
-from fstcn.model.fastpaths import example_frames, export_trunk_graph
-from tests.bench.tiny import tiny_checkpoint
+from fstcn.model.export.calibration import BorderCalibration, WindowCalibration, calibration_path
+from fstcn.model.export.calibration_fit import _Moments, fit_border_calibration, training_videos
+from fstcn.model.export.frames import example_frames
+from fstcn.model.export.plain import fold_batchnorm
+from fstcn.model.export.shared import SharedTrunkGraph, export_trunk_graph
+from tests.model.tiny import tiny_checkpoint
 
 torch.set_num_threads(1)
 
@@ -137,8 +132,6 @@ def test_calibrated_trunk_graph(tmp_path: Path, video_factory: Callable[..., Pat
         np.testing.assert_allclose(probs["identity"], probs["none"], atol=1e-6)
         assert np.abs(probs["fitted"] - probs["none"]).max() > 1e-4
     with pytest.raises(ValueError, match="branch"):
-        from fstcn.model.fastpaths import SharedTrunkGraph
-
         network, meta = build_model_from_checkpoint(checkpoint)
         SharedTrunkGraph(network, meta, "lower", calibration.cuts["branch"])
 
@@ -177,7 +170,7 @@ def test_export_cli_writes_the_calibration(tmp_path: Path, video_factory: Callab
     assert least_squares.exit_code == 0, least_squares.output
     assert BorderCalibration.load(out.with_name("tiny.border.npz")).refine_epochs == 0
     fp16 = export_calibrated(data, "--fp16")
-    assert fp16.exit_code == 2 and "--refine-epochs 0" in fp16.output
+    assert fp16.exit_code == 2 and "refine for 0 epochs" in fp16.output
     (data / "class0" / "broken.mp4").write_bytes(b"not a video")  # skipped with a warning
     rerun = export_calibrated(data)
     assert rerun.exit_code == 0, rerun.output

@@ -1,139 +1,45 @@
-"""Border calibration of the shared trunk: an affine map on each cut window that brings it closer to
-what exact crops compute.
+"""Fitting the shared trunk's border calibration (`fstcn.model.export.calibration`) on training videos.
 
-A window of the shared trunk (`fstcn.model.fastpaths.SharedTrunkGraph`) is cut from feature maps computed on
-the whole frame, so near its edges it has seen the frame around the crop; an exact crop's convs saw zero
-padding there. The difference is largest on the window's outer ring. For each path (spatial: appearance
-frames; temporal: V_diff frames) and each element (channel, row, column) of the s x s window, this
-module fits on training videos the least-squares line
+For each path (spatial: appearance frames; temporal: V_diff frames) and each element (channel, row,
+column) of the s x s cut window, `fit_border_calibration` fits the least-squares line
 
     exact ~ scale * shared + shift
 
 where `exact` is the same layer's output for the exact crop at the window's snapped offset (so the fit
-sees the border effect only, not the snap) and `shared` the cut window. The shared-trunk export applies
-it as one Mul and one Add per window (`export_trunk_graph(..., calibration=...)`). The cut is after the
-lower SCL (share="lower") or after the paths' branch convs (share="branch"); one pass over the videos
-fits both.
+sees the border effect only, not the snap) and `shared` the cut window. The difference is largest on the
+window's outer ring. One pass over the videos, each decoded as the service decodes it
+(`fstcn.core.scoring.decode_planned`), fits both cuts.
 
-Fit once per trained model: `fstcn export ... --calibrate-shared DATA` writes NAME.border.npz beside
-NAME.onnx, and the fast-graph exports (`fstcn bench --write-fast-graphs`, the bench itself) pick it up.
-Measured effect on the shipped model: docs/performance.md ("Border calibration").
+Fit once per trained model: `fstcn export ... --calibrate-shared DATA` (`fstcn.model.export.workflow`)
+writes NAME.border.npz beside NAME.onnx, and the shared-trunk exports pick it up. Measured effect on the
+shipped model: docs/performance.md ("Border calibration").
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import Tensor
 
-from fstcn.core.clips import ClipPlan, crop_boxes, plan_clip_pairs
+from fstcn.core.clips import ClipPlan, crop_boxes
+from fstcn.core.errors import FstcnError
 from fstcn.core.frames_graph import SHARE_DEPTHS, GraphInfo, frame_feeds, snapped_offsets
 from fstcn.core.meta import ModelMeta
+from fstcn.core.scoring import decode_planned
+from fstcn.core.video.decode import DecodedVideo, probe_video
+from fstcn.model.export.calibration import PATHS, BorderCalibration, WindowCalibration
+from fstcn.model.export.shared import SharedTrunkGraph, graph_info
 from fstcn.model.network import FstCN
-
-if TYPE_CHECKING:
-    from fstcn.core.video.decode import DecodedVideo
 
 logger = logging.getLogger(__name__)
 
-PATHS = ("spatial", "temporal")
 CROPS = 18
-FORMAT_VERSION = 1
 VIDEO_SUFFIXES = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg")
-
-
-@dataclass(frozen=True)
-class WindowCalibration:
-    """scale and shift (C, s, s) float32 per path, for one cut (`share`), and how well the lines fit."""
-
-    share: str
-    scale: dict[str, npt.NDArray[np.float32]]
-    shift: dict[str, npt.NDArray[np.float32]]
-    # mean squared difference to the exact crops' values, per path, before and after, on the fit's data
-    mse_before: dict[str, float]
-    mse_after: dict[str, float]
-    # refined on the decision (`border_refine`): mean per-crop KL(exact || shared), before and after
-    decision_kl: tuple[float, float] | None = None
-
-    def __post_init__(self) -> None:
-        if self.share not in SHARE_DEPTHS:
-            raise ValueError(f"share must be one of {SHARE_DEPTHS}, got {self.share!r}")
-        for path in PATHS:
-            if self.scale[path].shape != self.shift[path].shape or self.scale[path].ndim != 3:
-                raise ValueError(f"{path}: scale and shift must both be (C, s, s)")
-
-
-@dataclass(frozen=True)
-class BorderCalibration:
-    """The calibrations of both cuts, fitted on `videos` videos of `data`."""
-
-    cuts: dict[str, WindowCalibration]
-    videos: int
-    data: str
-    refine_epochs: int = 0  # epochs of `border_refine` on top of the least-squares lines; 0 = none
-
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        arrays: dict[str, npt.NDArray[Any]] = {}
-        for share, cut in self.cuts.items():
-            for name in PATHS:
-                arrays[f"{share}/{name}/scale"] = cut.scale[name]
-                arrays[f"{share}/{name}/shift"] = cut.shift[name]
-        info = {
-            "format_version": FORMAT_VERSION,
-            "videos": self.videos,
-            "data": self.data,
-            "refine_epochs": self.refine_epochs,
-            "fit": {
-                share: {"mse_before": c.mse_before, "mse_after": c.mse_after, "decision_kl": c.decision_kl}
-                for share, c in self.cuts.items()
-            },
-        }
-        arrays["info"] = np.frombuffer(json.dumps(info).encode(), dtype=np.uint8)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as handle:
-            np.savez(handle, **arrays)
-        return path
-
-    @classmethod
-    def load(cls, path: str | Path) -> BorderCalibration:
-        with np.load(Path(path), allow_pickle=False) as archive:
-            info = json.loads(archive["info"].tobytes().decode())
-            if info.get("format_version") != FORMAT_VERSION:
-                raise ValueError(
-                    f"{path}: unsupported border calibration format {info.get('format_version')!r}"
-                )
-            cuts = {
-                share: WindowCalibration(
-                    share=share,
-                    scale={name: archive[f"{share}/{name}/scale"].astype(np.float32) for name in PATHS},
-                    shift={name: archive[f"{share}/{name}/shift"].astype(np.float32) for name in PATHS},
-                    mse_before=fit["mse_before"],
-                    mse_after=fit["mse_after"],
-                    decision_kl=None if fit.get("decision_kl") is None else tuple(fit["decision_kl"]),
-                )
-                for share, fit in info["fit"].items()
-            }
-        return cls(
-            cuts=cuts,
-            videos=int(info["videos"]),
-            data=str(info["data"]),
-            refine_epochs=int(info.get("refine_epochs", 0)),
-        )
-
-
-def calibration_path(model_path: str | Path) -> Path:
-    """Where the calibration of models/NAME.onnx lives: models/NAME.border.npz."""
-    model_path = Path(model_path)
-    return model_path.with_name(f"{model_path.stem}.border.npz")
 
 
 class _Moments:
@@ -187,8 +93,6 @@ def fit_border_calibration(
     """Fit both cuts' calibrations of `network` (eval mode, BatchNorm folded or not) on `videos`
     (each sampled as the service samples it: M clip pairs x 18 crops). A video the service would
     refuse (unreadable, too short) is skipped with a warning; ValueError when none is left."""
-    from fstcn.model.fastpaths import SharedTrunkGraph, graph_info  # fastpaths imports this module
-
     if len(videos) < 1:
         raise ValueError("no videos to calibrate on")
     network = network.eval()
@@ -233,18 +137,13 @@ def fit_border_calibration(
 def decoded_as_served(
     videos: Sequence[str | Path], meta: ModelMeta, purpose: str
 ) -> Iterator[tuple[int, DecodedVideo, ClipPlan]]:
-    """(1-based number, decoded frames, plan) of each video decoded as the service does: M clip pairs
-    spread over the video, only their frames decoded. A video the service would refuse (unreadable,
-    too short) is skipped with a warning naming `purpose`."""
-    from fstcn.core.errors import FstcnError
-    from fstcn.core.video.decode import decode_video, probe_video
-
-    m = meta.sampling.num_clips
+    """(1-based number, decoded frames, plan) of each video decoded as the service does
+    (`fstcn.core.scoring.decode_planned`: M clip pairs spread over the video, only their frames decoded).
+    A video the service would refuse (unreadable, too short) is skipped with a warning naming `purpose`."""
     for number, video in enumerate(videos, 1):
+        path = Path(video)
         try:
-            probe = probe_video(Path(video))
-            plan = plan_clip_pairs(0.0, max(probe.duration_s - 1.0 / probe.fps, 0.0), meta.sampling, m)
-            decoded = decode_video(Path(video), resize_short=meta.resize_short, times=plan.all_times())
+            decoded, plan = decode_planned(path, probe_video(path), meta, meta.sampling.num_clips)
         except (FstcnError, OSError, ValueError) as error:
             logger.warning("%s: skipping %s: %s", purpose, video, error)
             continue
