@@ -26,7 +26,7 @@ Two crop modes (`GraphInfo.crops`):
   frame around the crop instead of zero padding) and by the snap, so this mode approximates.
   `share="branch"` also runs each path's stride-1 branch conv on the whole maps (same window grid).
   `calibrated`: the windows pass through a per-element affine map fitted to exact crops
-  (`fstcn.model.border_calibration`), which narrows the border difference.
+  (`fstcn.model.export.calibration`), which narrows the border difference.
 
 The index arrays are built here, on the host, from `fstcn.core.clips` (the one sampling and crop-box
 implementation). Metadata: `fstcn` (the usual `ModelMeta` JSON) and `fstcn_graph` (`GraphInfo` JSON).
