@@ -1,13 +1,14 @@
 """Video-level evaluation of an FstCN model (an exported ONNX file or a PyTorch checkpoint) on a dataset.
 
-For each video: decode every frame (short side = the model's `resize_short`, via the service's
-decoder), plan and gather the M clip pairs and cut all 18 crops with `fstcn.core.clips` (the same code the
-service runs), run the network once, and reshape its probabilities to (M, 18, N). The 1-, 2- and
-9-crop results are subsets of those 18 rows (`CROP_SUBSETS`: `crop_boxes(..., 18)[:9]` are the nine
-unflipped positions, index 4 is the centre and 9 + 4 its flip), fused with `fstcn.core.fusion` both with
-SCI weighting and the plain mean. The report holds top-1/top-5 for every (fusion, crops) pair, and
-per-class accuracy, the confusion matrix and per-video predictions for the headline setting (SCI, 18
-crops by default). torch is imported only when a checkpoint is evaluated.
+Every video goes the service's way, through the core's one scoring path: `decode_for_scoring`
+(headers, clip-pair plan, only the planned frames decoded at the model's `resize_short`), then
+`fstcn.core.scoring.clip_probs` with all 18 crops, i.e. probabilities (M, 18, N). The runner is
+`fstcn.core.runtime.OnnxModel` for an .onnx file (any graph form) and `fstcn.model.runner.TorchRunner` for a
+checkpoint. The 1-, 2- and 9-crop results are subsets of those 18 rows (`CROP_SUBSETS`:
+`crop_boxes(..., 18)[:9]` are the nine unflipped positions, index 4 is the centre and 9 + 4 its flip), fused
+with `fstcn.core.fusion` both with SCI weighting and the plain mean. The report holds top-1/top-5 for every
+(fusion, crops) pair, and per-class accuracy, the confusion matrix and per-video predictions for the
+headline setting (SCI, 18 crops by default).
 """
 
 from __future__ import annotations
@@ -15,39 +16,36 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import av
 import numpy as np
 import numpy.typing as npt
 
-from fstcn.core.clips import CROP_COUNTS, crop_boxes, gather_clip_pairs, network_inputs, plan_clip_pairs
-from fstcn.core.errors import FstcnError
+from fstcn.core.clips import CROP_COUNTS, crop_boxes
 from fstcn.core.fusion import FUSION_METHODS, fuse_scores
-from fstcn.core.meta import APPEARANCE_INPUT, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
+from fstcn.core.meta import ModelMeta
+from fstcn.core.runtime import CPU, ModelLoadError, OnnxModel
+from fstcn.core.scoring import Runner, clip_probs
 from fstcn.model.datasets import VideoSample
+from fstcn.model.runner import DECODE_ERRORS, TorchRunner, decode_for_scoring
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "CROP_SUBSETS",
     "EvaluationReport",
-    "OnnxPredictor",
-    "Predictor",
-    "TorchPredictor",
     "confusion_matrix",
     "evaluate_samples",
-    "frames_probs",
-    "load_predictor",
+    "load_runner",
     "save_confusion_png",
     "topk_correct",
     "video_probs",
 ]
 
-# Rows of the 18-crop output that make up each smaller crop set (see model.clips.crop_boxes).
+# Rows of the 18-crop output that make up each smaller crop set (see fstcn.core.clips.crop_boxes).
 CROP_SUBSETS: dict[int, tuple[int, ...]] = {
     1: (4,),
     2: (4, 13),
@@ -57,148 +55,28 @@ CROP_SUBSETS: dict[int, tuple[int, ...]] = {
 FULL_CROPS = 18
 
 
-class Predictor(Protocol):
-    """A model as evaluation sees it: its metadata and a batch function to probabilities."""
+def load_runner(path: Path | str, *, batch_size: int = 64, device: str | None = None) -> Runner:
+    """An ONNX file (suffix .onnx) or a PyTorch checkpoint (anything else, e.g. .pt) as a runner.
 
-    meta: ModelMeta
-
-    def __call__(
-        self, appearance: npt.NDArray[np.float32], motion: npt.NDArray[np.float32]
-    ) -> npt.NDArray[np.float32]:
-        """appearance (B, 3, c, c), motion (B, T, 3, c, c) float32 -> probs (B, N) float32."""
-        ...
-
-
-def _check_probs(probs: npt.NDArray[Any], rows: int, num_classes: int) -> npt.NDArray[np.float32]:
-    if probs.shape != (rows, num_classes):
-        raise ValueError(
-            f"model returned probabilities of shape {probs.shape}, expected ({rows}, {num_classes})"
-        )
-    return probs.astype(np.float32, copy=False)
-
-
-class OnnxPredictor:
-    """An exported FstCN ONNX file run with ONNX Runtime, in batches of at most `batch_size` rows."""
-
-    def __init__(
-        self, path: Path | str, *, batch_size: int = 64, providers: Sequence[str] | None = None
-    ) -> None:
-        from fstcn.service.engine import Engine, ModelLoadError
-
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        # The service's loader: providers None = GPU when one loads, else CPU with one log line.
-        try:
-            engine = Engine.load(path, providers=providers)
-        except ModelLoadError as error:
-            raise ValueError(str(error)) from None
-        if engine.graph is not None:
-            raise ValueError(f"{path} is a frames graph (a serving fast path); evaluate the plain export")
-        self.session = engine.session
-        self.meta = engine.meta
-        self.batch_size = batch_size
-
-    def __call__(
-        self, appearance: npt.NDArray[np.float32], motion: npt.NDArray[np.float32]
-    ) -> npt.NDArray[np.float32]:
-        outputs = []
-        for begin in range(0, appearance.shape[0], self.batch_size):
-            feed = {
-                APPEARANCE_INPUT: appearance[begin : begin + self.batch_size],
-                MOTION_INPUT: motion[begin : begin + self.batch_size],
-            }
-            outputs.append(self.session.run([PROBS_OUTPUT], feed)[0])
-        return _check_probs(np.concatenate(outputs), appearance.shape[0], self.meta.num_classes)
-
-
-class TorchPredictor:
-    """A PyTorch checkpoint (model/checkpoint.py) in eval mode; softmax over the network's logits."""
-
-    def __init__(self, path: Path | str, *, batch_size: int = 32, device: str | None = None) -> None:
-        import torch
-
-        from fstcn.model.checkpoint import build_model_from_checkpoint
-
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        model, self.meta = build_model_from_checkpoint(path)  # float32, eval mode, meta as export writes it
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = model.to(self.device).eval()
-        self.batch_size = batch_size
-
-    def __call__(
-        self, appearance: npt.NDArray[np.float32], motion: npt.NDArray[np.float32]
-    ) -> npt.NDArray[np.float32]:
-        import torch
-
-        outputs = []
-        with torch.inference_mode():
-            for begin in range(0, appearance.shape[0], self.batch_size):
-                app = torch.from_numpy(appearance[begin : begin + self.batch_size]).to(self.device)
-                mot = torch.from_numpy(motion[begin : begin + self.batch_size]).to(self.device)
-                outputs.append(torch.softmax(self.model(app, mot).float(), dim=-1).cpu().numpy())
-        return _check_probs(np.concatenate(outputs), appearance.shape[0], self.meta.num_classes)
-
-
-def load_predictor(path: Path | str, *, batch_size: int = 64, device: str | None = None) -> Predictor:
-    """An ONNX file (suffix .onnx) or a PyTorch checkpoint (anything else, e.g. .pt)."""
+    An ONNX file runs on ONNX Runtime's CPU provider with `device="cpu"`, else on the GPU when one
+    loads (one log line otherwise); `batch_size` is the rows of one forward pass of a checkpoint.
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"model file {path} does not exist")
     if path.suffix.lower() == ".onnx":
-        providers = ["CPUExecutionProvider"] if device == "cpu" else None
-        return OnnxPredictor(path, batch_size=batch_size, providers=providers)
-    return TorchPredictor(path, batch_size=batch_size, device=device)
+        try:
+            return OnnxModel.load(path, providers=[CPU] if device == "cpu" else None)
+        except ModelLoadError as error:
+            raise ValueError(str(error)) from None
+    return TorchRunner.from_checkpoint(path, batch_size=batch_size, device=device)
 
 
-# What a broken or unsupported file raises while decoding (anything else is a bug and propagates).
-DECODE_ERRORS: tuple[type[Exception], ...] = (FstcnError, av.error.FFmpegError, OSError, ValueError)
-
-DecodeFn = Callable[[Path, int], tuple[npt.NDArray[np.uint8], npt.NDArray[np.float64]]]
-
-
-def _decode_all_frames(
-    path: Path, resize_short: int
-) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float64]]:
-    from fstcn.core.video.decode import decode_video
-
-    decoded = decode_video(path, resize_short=resize_short)
-    return decoded.frames, decoded.times
-
-
-def frames_probs(
-    frames: npt.NDArray[np.uint8],
-    times: npt.NDArray[np.float64],
-    predictor: Predictor,
-    *,
-    num_clips: int | None = None,
-) -> npt.NDArray[np.float32]:
-    """Probabilities (M, 18, N) of decoded frames (F, h, w, 3) with times (F,): every clip pair under
-    every crop of `crop_boxes(.., 18)`."""
-    meta = predictor.meta
-    clips = num_clips if num_clips is not None else meta.sampling.num_clips
-    if frames.shape[0] < 2:
-        raise ValueError(f"need at least 2 decoded frames, got {frames.shape[0]}")
-    plan = plan_clip_pairs(float(times[0]), float(times[-1]), meta.sampling, clips)
-    appearance, motion = gather_clip_pairs(frames, times, plan)
-    app, mot = network_inputs(appearance, motion, meta, FULL_CROPS)  # (M*18, ...) clip-major
-    probs = predictor(app, mot)
-    return probs.reshape(clips, FULL_CROPS, meta.num_classes)  # (M*18, N) -> (M, 18, N)
-
-
-def video_probs(
-    path: Path,
-    predictor: Predictor,
-    *,
-    num_clips: int | None = None,
-    decode: DecodeFn | None = None,
-) -> npt.NDArray[np.float32]:
-    """Probabilities (M, 18, N) of one video file (see `frames_probs`).
-
-    Decodes every frame (exact timestamps, no seeking), so evaluation samples exactly as planned.
-    """
-    frames, times = (decode or _decode_all_frames)(path, predictor.meta.resize_short)
-    return frames_probs(frames, times, predictor, num_clips=num_clips)
+def video_probs(path: Path | str, runner: Runner, *, num_clips: int | None = None) -> npt.NDArray[np.float32]:
+    """Probabilities (M, 18, N) of one video file: every clip pair under every crop of
+    `crop_boxes(.., 18)`, decoded and scored as the service does."""
+    video, plan = decode_for_scoring(path, runner.meta, num_clips)
+    return clip_probs(runner, video, plan, FULL_CROPS)
 
 
 def topk_correct(scores: npt.NDArray[np.floating[Any]], label: int, k: int) -> bool:
@@ -248,25 +126,24 @@ class EvaluationReport:
 def evaluate_samples(
     samples: Sequence[VideoSample],
     labels: Sequence[str],
-    predictor: Predictor,
+    runner: Runner,
     *,
     model_name: str = "",
     num_clips: int | None = None,
     crop_counts: Sequence[int] = CROP_COUNTS,
     headline: tuple[str, int] = ("sci", 18),
     progress: bool = True,
-    decode: DecodeFn | None = None,
 ) -> EvaluationReport:
-    """Evaluate `predictor` on `samples` (dataset labels `labels`) at video level.
+    """Evaluate `runner` on `samples` (dataset labels `labels`) at video level.
 
     The dataset's labels must equal the model's (same names, same order): label index i must mean the
     same class on both sides. Videos that fail to decode are listed in `failed` and left out.
     """
     from tqdm import tqdm
 
-    if list(labels) != list(predictor.meta.labels):
+    if list(labels) != list(runner.meta.labels):
         raise ValueError(
-            f"dataset labels {list(labels)} differ from the model's {list(predictor.meta.labels)} "
+            f"dataset labels {list(labels)} differ from the model's {list(runner.meta.labels)} "
             "(names and order must match)"
         )
     for count in crop_counts:
@@ -274,9 +151,9 @@ def evaluate_samples(
             raise ValueError(f"crop count must be one of {tuple(CROP_SUBSETS)}, got {count}")
     if headline[0] not in FUSION_METHODS or headline[1] not in crop_counts:
         raise ValueError(f"headline {headline} is not among the evaluated settings")
-    _check_crop_subsets(predictor.meta)
+    _check_crop_subsets(runner.meta)
     num_classes = len(labels)
-    clips = num_clips if num_clips is not None else predictor.meta.sampling.num_clips
+    clips = num_clips if num_clips is not None else runner.meta.sampling.num_clips
     settings = [(fusion, count) for fusion in ("sci", "mean") for count in crop_counts]
     correct1 = dict.fromkeys(settings, 0)
     correct5 = dict.fromkeys(settings, 0)
@@ -284,18 +161,15 @@ def evaluate_samples(
     predicted: list[int] = []
     videos: list[dict[str, Any]] = []
     failed: list[dict[str, str]] = []
-    decode_fn = decode or _decode_all_frames
     started = time.perf_counter()
     for sample in tqdm(samples, desc="evaluate", unit="video", disable=not progress):
         try:
-            frames, times = decode_fn(sample.path, predictor.meta.resize_short)
-            if frames.shape[0] < 2:
-                raise ValueError(f"only {frames.shape[0]} decodable frame(s)")
+            video, plan = decode_for_scoring(sample.path, runner.meta, clips)
         except DECODE_ERRORS as error:  # one broken file must not end a long evaluation
             logger.warning("skipping %s: %s", sample.path, error)
             failed.append({"path": str(sample.path), "error": f"{type(error).__name__}: {error}"})
             continue
-        probs = frames_probs(frames, times, predictor, num_clips=clips)  # (M, 18, N)
+        probs = clip_probs(runner, video, plan, FULL_CROPS)  # (M, 18, N)
         truth.append(sample.label_index)
         for fusion, count in settings:
             scores = fuse_scores(probs[:, list(CROP_SUBSETS[count])], fusion).video_scores

@@ -27,7 +27,9 @@ def command(
         Path, typer.Option("--out", help="Output folder for report.json and confusion.png.")
     ] = Path("runs/evaluate"),
     limit: Annotated[int | None, typer.Option("--limit", help="Evaluate only the first N videos.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Network batch size (rows).")] = 64,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Rows per forward pass of a checkpoint.")
+    ] = 64,
     device: Annotated[
         str | None, typer.Option("--device", help="cpu | cuda (default: best available).")
     ] = None,
@@ -40,7 +42,7 @@ def command(
     from rich.table import Table
 
     from fstcn.model.datasets import load_dataset
-    from fstcn.model.evaluate import evaluate_samples, load_predictor, save_confusion_png
+    from fstcn.model.evaluate import evaluate_samples, load_runner, save_confusion_png
 
     console = Console()
     if subset not in ("train", "test"):
@@ -60,18 +62,18 @@ def command(
             holdout=holdout,
             seed=seed,
         )
-        predictor = load_predictor(model, batch_size=batch_size, device=device)
+        runner = load_runner(model, batch_size=batch_size, device=device)
         samples = dataset.samples[:limit] if limit is not None else dataset.samples
         if not samples:
             raise ValueError(f"no {subset} videos in split {split} of {data}")
         console.print(
             f"[bold]{model.name}[/]: {len(samples)} {subset} videos of {data}, "
-            f"{len(dataset.labels)} classes, {clips or predictor.meta.sampling.num_clips} clips x 18 crops"
+            f"{len(dataset.labels)} classes, {clips or runner.meta.sampling.num_clips} clips x 18 crops"
         )
         report = evaluate_samples(
             samples,
             dataset.labels,
-            predictor,
+            runner,
             model_name=str(model),
             num_clips=clips,
             headline=(fusion, crops),

@@ -12,18 +12,21 @@ from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
 from fstcn.cli import app
-from fstcn.core.clips import crop_boxes, gather_clip_pairs, network_inputs, plan_clip_pairs
+from fstcn.core.clips import crop_boxes
 from fstcn.core.meta import META_KEY, ModelMeta, SamplingParams
+from fstcn.core.runtime import OnnxModel
+from fstcn.core.scoring import clip_probs
+from fstcn.core.video.decode import decode_video
 from fstcn.model.datasets import VideoSample, load_dataset
 from fstcn.model.evaluate import (
     CROP_SUBSETS,
-    OnnxPredictor,
     confusion_matrix,
     evaluate_samples,
-    load_predictor,
+    load_runner,
     topk_correct,
     video_probs,
 )
+from fstcn.model.runner import decode_for_scoring
 from tests.videos import write_video
 
 CPU = ["CPUExecutionProvider"]
@@ -95,12 +98,6 @@ def toy_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _synthetic_decode(path: Path, resize_short: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(len(str(path)))
-    frames = rng.integers(0, 256, (30, resize_short, resize_short + 8, 3), dtype=np.uint8)
-    return frames, np.arange(30) / 25.0
-
-
 def test_crop_subsets_pick_the_smaller_crop_sets() -> None:
     full = crop_boxes(24, 32, 16, 18)
     for count, rows in CROP_SUBSETS.items():
@@ -115,24 +112,42 @@ def test_topk_and_confusion_matrix() -> None:
     assert matrix.tolist() == [[1, 1, 0], [0, 1, 0], [1, 0, 0]]
 
 
-def test_video_probs_rows_match_direct_crops(toy_model: Path) -> None:
-    predictor = OnnxPredictor(toy_model, batch_size=7, providers=CPU)  # batches that do not divide M * 18
-    assert predictor.meta == META
-    probs = video_probs(Path("a.mp4"), predictor, decode=_synthetic_decode)
+def _first_video(root: Path) -> Path:
+    return sorted(root.glob("*/*.mp4"))[0]
+
+
+def test_video_probs_rows_match_direct_crops(toy_model: Path, toy_dataset: Path) -> None:
+    runner = OnnxModel.load(toy_model, providers=CPU)
+    assert runner.meta == META
+    path = _first_video(toy_dataset)
+    probs = video_probs(path, runner)
     assert probs.shape == (2, 18, 3)
     np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-5)
     # the 2-crop subset of the 18-crop output equals running the 2-crop inputs directly
-    frames, times = _synthetic_decode(Path("a.mp4"), 24)
-    plan = plan_clip_pairs(0.0, float(times[-1]), SAMPLING, 2)
-    app, mot = network_inputs(*gather_clip_pairs(frames, times, plan), META, 2)
-    direct = predictor(app, mot).reshape(2, 2, 3)
+    video, plan = decode_for_scoring(path, META)
+    direct = clip_probs(runner, video, plan, 2)  # (M, 2, N)
     np.testing.assert_allclose(probs[:, list(CROP_SUBSETS[2])], direct, rtol=1e-5, atol=1e-6)
+
+
+def test_video_probs_from_planned_frames_equal_those_of_every_frame(
+    toy_model: Path, toy_dataset: Path
+) -> None:
+    """Evaluation decodes only the planned frames, as the service does; the scores are those of the
+    video decoded whole (the frames nearest to the planned times are the same frames)."""
+    runner = OnnxModel.load(toy_model, providers=CPU)
+    for path in sorted(toy_dataset.glob("*/*.mp4")) + sorted(toy_dataset.glob("*/*.avi")):
+        video, plan = decode_for_scoring(path, META)
+        whole = decode_video(path, resize_short=META.resize_short)
+        assert video.frames.shape[0] < whole.frames.shape[0]
+        np.testing.assert_array_equal(
+            clip_probs(runner, video, plan, 18), clip_probs(runner, whole, plan, 18)
+        )
 
 
 def test_evaluate_samples_report_is_consistent(toy_model: Path, toy_dataset: Path) -> None:
     dataset = load_dataset("ucf101", toy_dataset, 1, "test")
-    predictor = OnnxPredictor(toy_model, providers=CPU)
-    report = evaluate_samples(dataset.samples, dataset.labels, predictor, progress=False)
+    runner = load_runner(toy_model, device="cpu")
+    report = evaluate_samples(dataset.samples, dataset.labels, runner, progress=False)
     assert not report.failed
     assert report.num_clips == 2 and report.labels == list(LABELS)
     assert {(r["fusion"], r["crops"]) for r in report.results} == {
@@ -159,11 +174,11 @@ def test_evaluate_samples_report_is_consistent(toy_model: Path, toy_dataset: Pat
 def test_evaluate_records_broken_videos_and_checks_labels(toy_model: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"not a video")
-    predictor = OnnxPredictor(toy_model, providers=CPU)
-    report = evaluate_samples([VideoSample(broken, 0, "clap")], LABELS, predictor, progress=False)
+    runner = load_runner(toy_model, device="cpu")
+    report = evaluate_samples([VideoSample(broken, 0, "clap")], LABELS, runner, progress=False)
     assert len(report.failed) == 1 and report.results[0]["top1"] is None
     with pytest.raises(ValueError, match="differ"):
-        evaluate_samples([], ["clap", "wave", "jump"], predictor, progress=False)
+        evaluate_samples([], ["clap", "wave", "jump"], runner, progress=False)
 
 
 def test_onnx_without_metadata_is_rejected(tmp_path: Path) -> None:
@@ -172,12 +187,12 @@ def test_onnx_without_metadata_is_rejected(tmp_path: Path) -> None:
     del model.metadata_props[:]
     onnx.save(model, str(path))
     with pytest.raises(ValueError, match="metadata"):
-        OnnxPredictor(path, providers=CPU)
+        load_runner(path, device="cpu")
 
 
 @pytest.mark.slow
 def test_checkpoint_and_its_onnx_export_agree(tmp_path: Path) -> None:
-    """A PyTorch checkpoint evaluates like the ONNX file exported from it (both through load_predictor)."""
+    """A PyTorch checkpoint evaluates like the ONNX file exported from it (both through load_runner)."""
     import torch
 
     from fstcn.core.presets import get_config
@@ -198,12 +213,13 @@ def test_checkpoint_and_its_onnx_export_agree(tmp_path: Path) -> None:
         epoch=1,
     )
     onnx_path = export_model(ckpt, tmp_path / "tiny.onnx", write_checkpoint=False).onnx_path
-    torch_predictor = load_predictor(ckpt, device="cpu", batch_size=16)
-    onnx_predictor = load_predictor(onnx_path, device="cpu")
-    assert torch_predictor.meta.labels == onnx_predictor.meta.labels == LABELS
-    assert torch_predictor.meta.sampling == onnx_predictor.meta.sampling
-    probs_torch = video_probs(Path("v.mp4"), torch_predictor, num_clips=2, decode=_synthetic_decode)
-    probs_onnx = video_probs(Path("v.mp4"), onnx_predictor, num_clips=2, decode=_synthetic_decode)
+    torch_runner = load_runner(ckpt, device="cpu", batch_size=16)  # batches that do not divide M * 18
+    onnx_runner = load_runner(onnx_path, device="cpu")
+    assert torch_runner.meta.labels == onnx_runner.meta.labels == LABELS
+    assert torch_runner.meta.sampling == onnx_runner.meta.sampling
+    video = write_video(tmp_path / "v.mp4", fps=25, seconds=1.6, width=64, height=48)
+    probs_torch = video_probs(video, torch_runner, num_clips=2)
+    probs_onnx = video_probs(video, onnx_runner, num_clips=2)
     assert probs_torch.shape == (2, 18, 3)
     np.testing.assert_allclose(probs_torch, probs_onnx, atol=1e-4)
 
