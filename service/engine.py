@@ -30,7 +30,21 @@ from fstcn.service.batching import DynamicBatcher
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CPU", "BatchingOptions", "Engine", "ModelLoadError"]
+__all__ = ["CPU", "BatchingOptions", "Engine", "GraphInput", "ModelLoadError"]
+
+
+# ONNX Runtime's element type names -> numpy's
+_ORT_ELEMENT_TYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(int64)": "int64"}
+_ANY_SIZE = "?"  # an axis the graph leaves dynamic without naming it
+
+
+@dataclass(frozen=True)
+class GraphInput:
+    """One input of the served graph: name, numpy element type, shape (a str is a dynamic axis)."""
+
+    name: str
+    element_type: str
+    shape: tuple[int | str, ...]
 
 
 @dataclass(frozen=True)
@@ -53,7 +67,8 @@ class Engine:
         self.model = model
         self._ready = threading.Event()
         self._batcher: DynamicBatcher[Feeds, FloatArray] | None = None
-        if batching is not None and model.graph is not None:
+        # A frames graph's feeds index into their own request's frames: two requests cannot share a run.
+        if batching is not None and model.form != "plain":
             logger.warning(
                 "cross-request batching applies to the plain graph only; %s is a %s graph: batching off",
                 model.path,
@@ -93,6 +108,18 @@ class Engine:
     def form(self) -> str:
         """The served form of the network: plain, exact, shared-lower or shared-branch."""
         return self.model.form
+
+    @property
+    def inputs(self) -> tuple[GraphInput, ...]:
+        """The served graph's ONNX inputs, as its session declares them."""
+        return tuple(
+            GraphInput(
+                name=node.name,
+                element_type=_ORT_ELEMENT_TYPES.get(node.type, node.type),
+                shape=tuple(_ANY_SIZE if dim is None else dim for dim in node.shape),
+            )
+            for node in self.model.session.get_inputs()
+        )
 
     @property
     def providers(self) -> list[str]:

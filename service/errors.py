@@ -1,14 +1,30 @@
-"""The service's own errors and the ONE map from error code to HTTP status and description.
+"""The service's errors and everything that turns an error into an HTTP response, in one place.
 
 Domain errors (`fstcn.core.errors`) carry a code; this module says what each code is on the wire: its
-status, the description `openapi.yaml` shows, and extra headers (Retry-After, WWW-Authenticate). The
-exception handlers in `fstcn.service.api.handlers` and the documented `responses=` of every route read
-this table, so a new code is added here and nowhere else (docs/design.md, "Errors").
+status (`ERROR_STATUS`), the description `openapi.yaml` shows (`STATUS_DESCRIPTIONS`, read by every
+route's `responses=` through `error_responses`), extra headers (Retry-After, WWW-Authenticate), and the
+exception handlers that write the `{"error": {"code", "message"}}` body (`add_error_handlers`). A new
+code is added here and nowhere else (docs/design.md, "Errors"). Request validation errors become 422
+`invalid_parameter`, unknown routes and methods 404/405, anything unexpected 500 `internal` without
+internals (the traceback goes to the log only).
 """
 
 from __future__ import annotations
 
+import copy
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
 from fstcn.core.errors import FstcnError
+from fstcn.service import metrics
+from fstcn.service.schemas import ErrorResponse
+
+logger = logging.getLogger(__name__)
 
 
 class Unauthorized(FstcnError):
@@ -58,6 +74,19 @@ STATUS_DESCRIPTIONS: dict[int, str] = {
     504: "timeout: the request ran past its time limit",
 }
 
+# Starlette's own HTTP errors (routing, and the few limits enforced before our code runs) -> code
+HTTP_STATUS_CODES: dict[int, str] = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "video_too_large",
+    415: "unsupported_media",
+}
+
+RETRY_AFTER_HEADER: dict[str, Any] = {
+    "description": "Seconds to wait before retrying.",
+    "schema": {"type": "integer"},
+}
+
 
 def status_of(error: FstcnError) -> int:
     """The HTTP status of a domain error (500 for a code this table does not know)."""
@@ -73,3 +102,60 @@ def headers_of(error: FstcnError) -> dict[str, str]:
     if isinstance(error, Unauthorized):
         return {"WWW-Authenticate": "Bearer"}
     return {}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries of a route with the `{"error": {"code", "message"}}` body for `statuses`."""
+    responses: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorResponse, "description": STATUS_DESCRIPTIONS[status]} for status in statuses
+    }
+    if 503 in responses:
+        responses[503]["headers"] = {"Retry-After": copy.deepcopy(RETRY_AFTER_HEADER)}
+    return responses
+
+
+# ------------------------------------------------------------------------------------ handlers
+def add_error_handlers(app: FastAPI) -> None:
+    """Register the handlers that give every error response the documented body."""
+    app.add_exception_handler(FstcnError, _service_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def _error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    metrics.record_error(code)
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
+async def _service_error(request: Request, error: FstcnError) -> JSONResponse:
+    status = status_of(error)
+    if status >= 500 and error.code != "overloaded":
+        logger.warning("%s %s -> %s: %s", request.method, request.url.path, error.code, error.message)
+    return _error_response(status, error.code, error.message, headers_of(error))
+
+
+async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+    problems = []
+    for item in error.errors():
+        location = ".".join(str(part) for part in item.get("loc", ()) if part not in ("query", "body"))
+        problems.append(f"{location or 'request'}: {item.get('msg', 'invalid')}")
+    return _error_response(422, "invalid_parameter", "; ".join(problems) or "invalid request")
+
+
+async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    code = HTTP_STATUS_CODES.get(
+        error.status_code, "internal" if error.status_code >= 500 else "invalid_request"
+    )
+    return _error_response(error.status_code, code, str(error.detail), dict(error.headers or {}))
+
+
+async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    return _error_response(500, "internal", "internal server error")

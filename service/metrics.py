@@ -1,6 +1,7 @@
-"""Prometheus metrics of the service (SPEC 5): declared once here; nothing else imports prometheus_client.
+"""Prometheus metrics of the service (docs/design.md, "Metrics"): declared once here; nothing else imports
+prometheus_client.
 
-The data plane times its stages with `stage_timer(...)`, the HTTP middleware records requests with
+The data plane times its stages with `stage_timer(...)`, the request middleware records requests with
 `observe_request(...)`, the engine records batch sizes, the app sets `fstcn_model_info` once the model
 is loaded. `render()` produces the text exposition served at `/metrics` (with the default process,
 platform and GC collectors).

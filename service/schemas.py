@@ -1,21 +1,30 @@
-"""Pydantic models of every request parameter and response body of the HTTP API (SPEC 4).
+"""Pydantic models of every request parameter and response body of the HTTP API (docs/design.md,
+"HTTP API").
 
-The OpenAPI document (`openapi.yaml`) is generated from these models. Conversions from the data
-plane's results (`fstcn.service.pipeline.Prediction`) and the engine's metadata live here too, so routes stay
+The OpenAPI document (`openapi.yaml`) is generated from these models. The request options' ranges and
+defaults are the core's (`fstcn.core.options`), declared there once. Conversions from the data plane's
+results (`fstcn.service.pipeline.Prediction`) and the engine's description live here too, so routes stay
 "parse -> call -> encode".
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from fstcn.core.options import (
+    CROP_COUNTS,
+    DEFAULT_CROPS,
+    DEFAULT_FUSION,
+    DEFAULT_TOP_K,
+    FUSION_METHODS,
+    MAX_CLIPS,
+)
 
 if TYPE_CHECKING:
     from fstcn.service.engine import Engine
     from fstcn.service.pipeline import Prediction
-
-FusionName = Literal["sci", "mean"]
 
 
 def _int_from_text(value: Any) -> Any:
@@ -25,27 +34,41 @@ def _int_from_text(value: Any) -> Any:
     return value
 
 
-CropCount = Annotated[Literal[1, 2, 9, 18], BeforeValidator(_int_from_text)]
-MAX_CLIPS = 32
+if (
+    TYPE_CHECKING
+):  # a type checker cannot read a Literal built from a tuple; the values are checked at run time
+    CropCount = int
+    FusionName = str
+else:  # Literal of the core's tuples: pydantic checks membership, the OpenAPI lists them as an enum
+    CropCount = Annotated[Literal[CROP_COUNTS], BeforeValidator(_int_from_text)]
+    FusionName = Literal[FUSION_METHODS]
+
+# The forms `fstcn.core.runtime.OnnxModel.form` names.
+ServedForm = Literal["plain", "exact", "shared-lower", "shared-branch"]
 
 
 class PredictParams(BaseModel):
-    """Query parameters of `POST /predict`."""
+    """Query parameters of `POST /predict` (the core's `PredictOptions` as HTTP parameters)."""
 
     model_config = ConfigDict(extra="ignore")
 
     top_k: int | None = Field(
         None,
         ge=1,
-        description="How many classes to return, 1..N (number of classes); default 5 (N if fewer).",
+        description=(
+            f"How many classes to return, 1..N (number of classes); default {DEFAULT_TOP_K} (N if fewer)."
+        ),
     )
     clips: int | None = Field(
         None, ge=1, le=MAX_CLIPS, description="Clip pairs M sampled from the video; default: the model's."
     )
     crops: CropCount = Field(
-        18, description="Test-time crops per clip pair: 1 centre, 2 +flip, 9 positions, 18 = 9 x flip."
+        DEFAULT_CROPS,
+        description="Test-time crops per clip pair: 1 centre, 2 +flip, 9 positions, 18 = 9 x flip.",
     )
-    fusion: FusionName = Field("sci", description="Score fusion: SCI-weighted (the paper's) or plain mean.")
+    fusion: FusionName = Field(
+        DEFAULT_FUSION, description="Score fusion: SCI-weighted (the paper's) or plain mean."
+    )
 
 
 class ModelSummary(BaseModel):
@@ -101,7 +124,7 @@ class PredictResponse(BaseModel):
                 ClassScore(label=meta.labels[index], index=index, score=score)
                 for index, score in prediction.top
             ],
-            fusion=prediction.fusion,  # type: ignore[arg-type]
+            fusion=prediction.fusion,
             clips=[
                 ClipScore(
                     start_s=clip.start_s,
@@ -136,14 +159,33 @@ class SamplingSummary(BaseModel):
     ref_fps: float = Field(description="Frame rate the frame counts refer to.")
 
 
+class GraphInputSummary(BaseModel):
+    name: str
+    element_type: str = Field(description="numpy element type: float32, uint8 or int64.")
+    shape: list[int | str] = Field(description="Sizes; a string names a dynamic axis.")
+
+
 class InputSummary(BaseModel):
     resize_short: int = Field(description="Frames are resized so their short side is this.")
     crop_size: int = Field(description="Square crop side.")
-    appearance_shape: list[int | str] = Field(description="ONNX input `appearance`, B dynamic.")
-    motion_shape: list[int | str] = Field(description="ONNX input `motion`, B dynamic.")
+    appearance_shape: list[int | str] = Field(
+        description=(
+            "The network's appearance input, one row per (clip pair, crop), B rows: the plain form's ONNX "
+            "input `appearance`; the other forms cut it from `frames` inside the graph."
+        )
+    )
+    motion_shape: list[int | str] = Field(
+        description=(
+            "The network's motion input (V_diff), one row per (clip pair, crop), B rows: the plain form's "
+            "ONNX input `motion`; the other forms compute it from `frames` inside the graph."
+        )
+    )
     mean: list[float]
     std: list[float]
     diff_scale: float
+    graph_inputs: list[GraphInputSummary] = Field(
+        description="The ONNX inputs of the served form, which a request's feeds fill."
+    )
 
 
 class ModelResponse(BaseModel):
@@ -155,11 +197,20 @@ class ModelResponse(BaseModel):
     num_classes: int
     sampling: SamplingSummary
     input: InputSummary
+    form: ServedForm = Field(
+        description=(
+            "The served form of the network: plain (crops cut on the host), exact (the same crops cut "
+            "inside the graph), shared-lower or shared-branch (a shared trunk over whole frames, windows "
+            "instead of crops up to that depth)."
+        )
+    )
     providers: list[str] = Field(description="ONNX Runtime execution providers in use, in order.")
-    batching: bool = Field(description="Whether concurrent requests are batched into one run.")
+    batching: bool = Field(
+        description="Whether concurrent requests are batched into one run (in effect: the plain form only)."
+    )
 
     @classmethod
-    def from_engine(cls, engine: Engine, batching: bool) -> ModelResponse:
+    def from_engine(cls, engine: Engine) -> ModelResponse:
         meta = engine.meta
         c, t = meta.crop_size, meta.sampling.clip_length
         sampling = meta.sampling
@@ -185,9 +236,18 @@ class ModelResponse(BaseModel):
                 mean=list(meta.mean),
                 std=list(meta.std),
                 diff_scale=meta.diff_scale,
+                graph_inputs=[
+                    GraphInputSummary(
+                        name=graph_input.name,
+                        element_type=graph_input.element_type,
+                        shape=list(graph_input.shape),
+                    )
+                    for graph_input in engine.inputs
+                ],
             ),
+            form=cast(ServedForm, engine.form),  # pydantic checks the value
             providers=list(engine.providers),
-            batching=batching,
+            batching=engine.batching,
         )
 
 
@@ -200,7 +260,9 @@ class ReadyResponse(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    code: str = Field(description="Stable machine-readable error code (SPEC 4).")
+    code: str = Field(
+        description="Stable machine-readable error code; the response's status description lists them."
+    )
     message: str = Field(description="Human-readable explanation.")
 
 

@@ -1,4 +1,5 @@
-"""Service configuration: every `FSTCN_*` environment variable, validated once at start (SPEC 6).
+"""Service configuration: every `FSTCN_*` environment variable, validated once at start (docs/design.md,
+"Configuration").
 
 `Settings` is a pydantic-settings model; `get_settings()` is the cached FastAPI dependency that tests
 override (`app.dependency_overrides[get_settings] = ...`) or bypass by passing `Settings` to
@@ -69,7 +70,7 @@ class Settings(BaseSettings):
         default=0.05, ge=0, le=1, description="Top-1 lead (fused scores) under which a video is rechecked."
     )
 
-    # Input limits (SPEC 4: video_too_large)
+    # Input limits (error code video_too_large)
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, ge=1, description="Largest accepted upload.")
     max_duration_s: float = Field(default=600.0, gt=0, description="Longest accepted video, seconds.")
     max_frames: int = Field(default=100_000, ge=2, description="Most frames a video may declare or decode.")

@@ -30,8 +30,8 @@ def command(
 
     from fstcn.core.errors import FstcnError
     from fstcn.core.options import PredictOptions
-    from fstcn.service.app import engine_from_settings, video_limits
     from fstcn.service.engine import ModelLoadError
+    from fstcn.service.loading import engine_from_settings, video_limits
     from fstcn.service.log import configure_logging
     from fstcn.service.pipeline import Pipeline
     from fstcn.service.schemas import PredictResponse

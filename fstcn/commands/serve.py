@@ -25,8 +25,9 @@ def command(
     """
     import uvicorn
 
-    from fstcn.service.app import create_app, engine_from_settings, recheck_from_settings
+    from fstcn.service.app import create_app
     from fstcn.service.engine import ModelLoadError
+    from fstcn.service.loading import check_model_files, engine_from_settings, recheck_from_settings
     from fstcn.service.log import configure_logging, uvicorn_log_config
     from fstcn.service.settings import SettingsError, get_settings
 
@@ -57,14 +58,8 @@ def command(
             _fail("the server did not start (see the log above)", code=3)
         return
 
-    from fstcn.service.engine import CPU, Engine
-
-    try:  # check the files once on CPU before the workers each load them
-        checked = Engine.load(settings.model_path, providers=[CPU])
-        recheck = recheck_from_settings(settings, checked)  # on the CPU, as `checked`
-        checked.close()
-        if recheck is not None:
-            recheck.engine.close()
+    try:  # check the files once before the workers each load them
+        check_model_files(settings)
     except ModelLoadError as error:
         _fail(str(error), code=1)
     own_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ

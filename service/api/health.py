@@ -6,8 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from fstcn.service.api.errors import error_responses
-from fstcn.service.errors import NotReady
+from fstcn.service.errors import NotReady, error_responses
 from fstcn.service.schemas import HealthResponse, ReadyResponse
 
 router = APIRouter(tags=["health"])

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Response
 
 from fstcn.service import metrics
 from fstcn.service.api.deps import require_metrics_key
-from fstcn.service.api.errors import error_responses
+from fstcn.service.errors import error_responses
 
 router = APIRouter(tags=["metrics"], dependencies=[Depends(require_metrics_key)])
 

@@ -1,4 +1,5 @@
-"""`POST /predict`: stream the multipart upload to the data plane, encode its prediction (SPEC 4).
+"""`POST /predict`: stream the multipart upload to the data plane, encode its prediction
+(docs/design.md, "HTTP API").
 
 The body is read with `request.stream()` (not FastAPI's `UploadFile`, which buffers the whole upload
 before any limit is checked); `openapi_extra` still documents it as multipart/form-data with a binary
@@ -14,10 +15,12 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from fstcn.core.options import PredictOptions
 from fstcn.service.api.deps import PipelineDep, require_api_key
-from fstcn.service.api.errors import error_responses
+from fstcn.service.errors import error_responses
 from fstcn.service.schemas import PredictParams, PredictResponse
 
 router = APIRouter(tags=["predict"], dependencies=[Depends(require_api_key)])
+
+PATH = "/predict"
 
 MULTIPART_BODY: dict[str, Any] = {
     "requestBody": {
@@ -38,7 +41,7 @@ MULTIPART_BODY: dict[str, Any] = {
 
 
 @router.post(
-    "/predict",
+    PATH,
     response_model=PredictResponse,
     responses=error_responses(401, 413, 415, 422, 500, 503, 504),
     openapi_extra=MULTIPART_BODY,

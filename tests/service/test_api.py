@@ -1,4 +1,4 @@
-"""The HTTP API (SPEC 4) end to end with the fake model and generated videos.
+"""The HTTP API end to end with the fake model and generated videos.
 
 Real HTTP against a `fstcn serve` subprocess for the video formats and hostile inputs; uvicorn on a
 thread where a test needs to reach in-process objects (a gated engine for overload and timeouts);
@@ -47,7 +47,7 @@ def check_prediction(
     height: int | None = None,
     fps: float | None = None,
 ) -> PredictResponse:
-    """Validate a 200 body against the schema and the semantics of SPEC 3 and 4."""
+    """Validate a 200 body against the schema and the semantics of the crops, the fusion and the API."""
     response = PredictResponse.model_validate(body)
     assert response.model.name == FAKE_META.name and response.model.preset == FAKE_META.preset
     assert response.fusion == fusion
@@ -63,7 +63,7 @@ def check_prediction(
     for clip in response.clips:
         assert clip.start_s <= clip.end_s <= response.video.duration_s + 1e-6
         assert clip.label in FAKE_LABELS and 0.0 <= clip.sci <= 1.0 + 1e-6 and 0.0 < clip.score <= 1.0 + 1e-6
-    if fusion == "sci":  # video score = max over clips of the clip scores (SPEC 3)
+    if fusion == "sci":  # video score = max over clips of the clip scores (SCI fusion)
         assert predictions[0].score == pytest.approx(max(c.score for c in response.clips))
     video = response.video
     assert video.frames >= 2 and video.duration_s > 0 and video.codec
@@ -277,7 +277,16 @@ def test_model_endpoint(client: TestClient) -> None:
     }
     assert body["input"]["crop_size"] == 32 and body["input"]["resize_short"] == 40
     assert body["input"]["motion_shape"] == ["B", 5, 3, 32, 32]
-    assert body["providers"] == [CPU] and body["batching"] is False
+    assert body["input"]["graph_inputs"] == [
+        {"name": "appearance", "element_type": "float32", "shape": ["B", 3, 32, 32]},
+        {"name": "motion", "element_type": "float32", "shape": ["B", 5, 3, 32, 32]},
+    ]
+    assert body["form"] == "plain" and body["providers"] == [CPU] and body["batching"] is False
+
+
+def test_model_endpoint_reports_the_batching_in_effect(make_settings: Callable[..., Settings]) -> None:
+    with open_client(create_app(make_settings(batching=True))) as client:
+        assert client.get("/v1/model").json()["batching"] is True
 
 
 def test_health_endpoints(client: TestClient) -> None:

@@ -1,4 +1,4 @@
-"""/metrics: every SPEC 5 metric with its labels, values that move with traffic, `promtool check metrics`."""
+"""/metrics: every documented metric with its labels, values that move with traffic, promtool's check."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The service runs with torch made unimportable (the static check of every import is tests/test_layers.py)."""
+"""The service runs with torch made unimportable (tests/test_layers.py checks every import statically)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """openapi.yaml at the root is the app's generated schema.
 
-Regenerate it with `python -m service.openapi > openapi.yaml` after changing the API.
+Regenerate it with `python -m fstcn.service.openapi > openapi.yaml` after changing the API.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import yaml
 from fstcn.service.openapi import openapi_document
 from tests.service.servers import REPO
 
-SPEC_PATHS = {
+DOCUMENTED_PATHS = {
     "/predict",
     "/healthz",
     "/readyz",
@@ -30,13 +30,13 @@ def committed() -> dict[str, Any]:
 
 def test_committed_openapi_matches_the_app() -> None:
     assert committed() == openapi_document(), (
-        "openapi.yaml is stale: run `python -m service.openapi > openapi.yaml` and commit it"
+        "openapi.yaml is stale: run `python -m fstcn.service.openapi > openapi.yaml` and commit it"
     )
 
 
-def test_the_contract_of_spec_4_is_documented() -> None:
+def test_the_http_contract_is_documented() -> None:
     doc = committed()
-    assert set(doc["paths"]) == SPEC_PATHS
+    assert set(doc["paths"]) == DOCUMENTED_PATHS
     predict = doc["paths"]["/predict"]["post"]
     body = predict["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert body["required"] == ["file"] and body["properties"]["file"]["format"] == "binary"

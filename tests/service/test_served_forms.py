@@ -1,28 +1,39 @@
-"""The service serves fast-path graphs: the engine recognises a frames graph by its metadata, and the
-data plane's predictions through it equal the plain graph's (exact crops) or stay close (shared trunk)."""
+"""The service serves every form of the network through one engine contract: the engine learns the form
+from the file, the data plane's predictions through a frames graph equal the plain graph's (exact crops)
+or stay close (shared trunk), `/v1/model` says which form is served with which inputs and whether
+batching is in effect, and the recheck model is loaded and checked from the settings."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
+from prometheus_client import REGISTRY
 
+from fstcn.core.clips import plan_clip_pairs
 from fstcn.core.options import PredictOptions
+from fstcn.core.runtime import CUDA
 from fstcn.core.video.decode import VideoLimits
-from fstcn.service.engine import BatchingOptions, Engine
-from fstcn.service.pipeline import Pipeline
-from tests.bench.test_fastpaths import _export
+from fstcn.service.app import create_app
+from fstcn.service.engine import CPU, BatchingOptions, Engine, ModelLoadError
+from fstcn.service.loading import engine_from_settings, recheck_from_settings
+from fstcn.service.pipeline import Pipeline, Recheck
+from fstcn.service.settings import Settings
+from tests.model.tiny import tiny_bundle
+from tests.service.servers import open_client
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
-    return _export(tmp_path_factory.mktemp("served"))
+    return tiny_bundle(tmp_path_factory.mktemp("served"))
 
 
 def _pipeline(path: Path, batching: BatchingOptions | None = None) -> Pipeline:
-    engine = Engine.load(path, providers=["CPUExecutionProvider"], intra_op_threads=1, batching=batching)
+    engine = Engine.load(path, providers=[CPU], intra_op_threads=1, batching=batching)
     engine.warm_up()
     return Pipeline(engine, limits=VideoLimits())
 
@@ -36,9 +47,8 @@ def test_frames_graph_predictions_equal_the_plain_graph(
     plain = _pipeline(plain_path)
     exact = _pipeline(paths["exact"], batching=BatchingOptions())  # batching is ignored, with a warning
     trunk = _pipeline(paths["shared"])
-    assert plain.engine.graph is None
-    assert exact.engine.graph is not None and exact.engine.graph.crops == "exact"
-    assert trunk.engine.graph is not None and trunk.engine.graph.crops == "shared"
+    assert (plain.engine.form, exact.engine.form, trunk.engine.form) == ("plain", "exact", "shared-lower")
+    assert not exact.engine.batching
     options = PredictOptions(crops=crops, clips=3)
     expected = plain.predict_file(video, options)
     got = exact.predict_file(video, options)
@@ -51,10 +61,44 @@ def test_frames_graph_predictions_equal_the_plain_graph(
     assert all(0.0 <= score <= 1.0 for _, score in shared.top)
 
 
-def test_infer_frames_is_refused_by_a_plain_engine(models: tuple[Path, dict[str, Path]]) -> None:
-    engine = Engine.load(models[0], providers=["CPUExecutionProvider"], intra_op_threads=1)
-    with pytest.raises(ValueError, match="frames graph"):
-        engine.infer_frames({})
+@pytest.mark.parametrize("form", ["plain", "exact", "shared", "branch"])
+def test_every_form_keeps_the_runner_contract(models: tuple[Path, dict[str, Path]], form: str) -> None:
+    """prepare(frames, times, plan, K) -> feeds holding M*K rows, each declared input fed; run -> (M*K, N)
+    probabilities."""
+    plain_path, paths = models
+    engine = Engine.load(plain_path if form == "plain" else paths[form], providers=[CPU], intra_op_threads=1)
+    meta = engine.meta
+    frames = np.random.default_rng(0).integers(0, 256, (40, meta.resize_short, 56, 3), dtype=np.uint8)
+    times = np.arange(len(frames)) / meta.sampling.ref_fps
+    plan = plan_clip_pairs(0.0, float(times[-1]), meta.sampling, 2)
+    feeds = engine.prepare(frames, times, plan, 9)
+    assert set(feeds) == {graph_input.name for graph_input in engine.inputs}
+    assert engine.model.rows(feeds) == 2 * 9
+    probs = engine.run(feeds)
+    assert probs.shape == (2 * 9, meta.num_classes) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("form", "served"), [("exact", "exact"), ("shared", "shared-lower"), ("branch", "shared-branch")]
+)
+def test_model_endpoint_describes_the_served_frames_graph(
+    models: tuple[Path, dict[str, Path]], form: str, served: str
+) -> None:
+    """A frames graph served with batching configured: /v1/model names its form and its uint8 frames and
+    index inputs, and says batching is off (a frames graph's requests never share a run)."""
+    _, paths = models
+    settings = Settings(model_path=paths[form], providers="cpu", batching=True)
+    with open_client(create_app(settings)) as client:
+        body = client.get("/v1/model").json()
+    assert body["form"] == served and body["batching"] is False
+    inputs = {item["name"]: item for item in body["input"]["graph_inputs"]}
+    crop_input = "crop_boxes" if form == "exact" else "crop_index"
+    assert {"frames", "appearance_index", "clip_index", "diff_index", crop_input} <= set(inputs)
+    assert "appearance" not in inputs and "motion" not in inputs
+    assert inputs["frames"]["element_type"] == "uint8" and len(inputs["frames"]["shape"]) == 4
+    assert inputs["frames"]["shape"][3] == 3
+    assert inputs["clip_index"]["element_type"] == "int64"
 
 
 @pytest.mark.parametrize("recheck_with", ["plain", "exact"])
@@ -63,10 +107,6 @@ def test_recheck_answers_close_calls_with_exact_crops(
 ) -> None:
     """A video whose shared-trunk lead is under the margin gets the exact model's answer (the plain
     graph's or the exact frames graph's); over it, the shared trunk's own."""
-    from prometheus_client import REGISTRY
-
-    from fstcn.service.pipeline import Recheck
-
     plain_path, paths = models
     video = video_factory("fast.mp4", seconds=3.0, width=96, height=64)
     options = PredictOptions(crops=18, clips=3)
@@ -74,7 +114,7 @@ def test_recheck_answers_close_calls_with_exact_crops(
     alone = _pipeline(paths["branch"]).predict_file(video, options)
     checker = Engine.load(
         plain_path if recheck_with == "plain" else paths["exact"],
-        providers=["CPUExecutionProvider"],
+        providers=[CPU],
         intra_op_threads=1,
     )
     lead = alone.top[0][1] - alone.top[1][1]
@@ -99,21 +139,17 @@ def test_recheck_answers_close_calls_with_exact_crops(
 def test_recheck_model_must_match_the_served_model(
     models: tuple[Path, dict[str, Path]], tmp_path: Path
 ) -> None:
-    from fstcn.service.app import recheck_from_settings
-    from fstcn.service.engine import ModelLoadError
-    from fstcn.service.settings import Settings
-
     plain_path, paths = models
-    served = Engine.load(paths["branch"], providers=["CPUExecutionProvider"], intra_op_threads=1)
+    served = Engine.load(paths["branch"], providers=[CPU], intra_op_threads=1)
     settings = Settings(model_path=paths["branch"], recheck_model_path=plain_path, recheck_margin=0.1)
     recheck = recheck_from_settings(settings, served)
-    assert recheck is not None and recheck.margin == 0.1 and recheck.engine.graph is None
+    assert recheck is not None and recheck.margin == 0.1 and recheck.engine.form == "plain"
     assert recheck_from_settings(Settings(model_path=paths["branch"]), served) is None
     with pytest.raises(ModelLoadError, match="not an exact-crops model"):
         recheck_from_settings(
             Settings(model_path=paths["branch"], recheck_model_path=paths["shared"]), served
         )
-    other_plain, _ = _export(tmp_path, resize_short=48)
+    other_plain, _ = tiny_bundle(tmp_path, resize_short=48)
     with pytest.raises(ModelLoadError, match="resize_short"):
         recheck_from_settings(Settings(model_path=paths["branch"], recheck_model_path=other_plain), served)
     with pytest.raises(ValueError, match="recheck_model_path"):
@@ -125,14 +161,6 @@ def test_recheck_model_runs_where_the_served_model_runs_and_adds_no_fallback_lin
 ) -> None:
     """On auto providers without a GPU the served model reports the CPU fallback in one line; the recheck
     model then opens on the served engine's providers: no second GPU probe, no second line."""
-    import logging
-
-    import onnxruntime as ort
-
-    from fstcn.service.app import engine_from_settings, recheck_from_settings
-    from fstcn.service.engine import CUDA, ModelLoadError
-    from fstcn.service.settings import Settings
-
     plain_path, paths = models
     if CUDA in ort.get_available_providers():
         try:  # only meaningful where the GPU providers do not really load
@@ -141,10 +169,10 @@ def test_recheck_model_runs_where_the_served_model_runs_and_adds_no_fallback_lin
         except ModelLoadError:
             pass
     settings = Settings(model_path=paths["branch"], recheck_model_path=paths["exact"], providers="auto")
-    with caplog.at_level(logging.INFO, logger="fstcn.service.engine"):
+    with caplog.at_level(logging.INFO, logger="fstcn.core.runtime"):
         served = engine_from_settings(settings)
         recheck = recheck_from_settings(settings, served)
-    assert recheck is not None and recheck.engine.providers == served.providers == ["CPUExecutionProvider"]
+    assert recheck is not None and recheck.engine.providers == served.providers == [CPU]
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "running on CPU" in warnings[0]
     assert sum("loaded model" in r.getMessage() for r in caplog.records) == 2
