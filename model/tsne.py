@@ -1,9 +1,10 @@
 """t-SNE of FstCN's learned features: does the fused representation separate the classes best?
 
 The paper embeds the features of similar classes with t-SNE and finds that the fused SCL+TCL features
-separate them better than either path alone. Here, per video: decode every frame, cut the M clip pairs
-(`fstcn.core.clips`, centre crop only), run `FstCN.features` and average each of the three penultimate
-activations over the clip pairs: the spatial path's last FC, the temporal path's last FC and the fusion
+separate them better than either path alone. Here, per video: decode the planned frames and build the
+M clip pairs' centre-crop inputs as the service does (`fstcn.model.runner`: `decode_for_scoring`, then
+`TorchRunner.prepare`), run `FstCN.features` and average each of the three penultimate activations over
+the clip pairs: the spatial path's last FC, the temporal path's last FC and the fusion
 FC (all after their ReLU; eval mode, so no dropout). Each set is embedded in 2-D with scikit-learn's
 t-SNE (fixed `random_state`, PCA initialisation) and scored by
   - k-NN accuracy in the embedding (leave-one-out, k = 5),
@@ -25,9 +26,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from fstcn.core.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
-from fstcn.core.meta import ModelMeta
+from fstcn.core.clips import ClipPlan
+from fstcn.core.video.decode import DecodedVideo
 from fstcn.model.datasets import VideoSample
+from fstcn.model.runner import DECODE_ERRORS, TorchRunner, decode_for_scoring
 
 logger = logging.getLogger(__name__)
 
@@ -53,28 +55,16 @@ KNN_K = 5
 
 
 def video_features(
-    model: Any,
-    meta: ModelMeta,
-    frames: npt.NDArray[np.uint8],
-    times: npt.NDArray[np.float64],
-    *,
-    num_clips: int | None = None,
+    runner: TorchRunner, video: DecodedVideo, plan: ClipPlan
 ) -> dict[str, npt.NDArray[np.float32]]:
-    """Penultimate features of one video: decoded frames uint8 (F, h, w, 3), times (F,) -> {"spatial":
-    (D_s,), "temporal": (D_t,), "fused": (D_f,)}, each the mean over the M clip pairs at the centre
-    crop. A path the model does not have (paths="spatial"/"temporal") is left out."""
+    """Penultimate features of one decoded video and its plan of M clip pairs -> {"spatial": (D_s,),
+    "temporal": (D_t,), "fused": (D_f,)}, each the mean over the M clip pairs at the centre crop. A path
+    the model does not have (paths="spatial"/"temporal") is left out."""
     import torch
 
-    if frames.ndim != 4 or frames.shape[0] < 2:
-        raise ValueError(f"need decoded frames (F >= 2, h, w, 3), got {frames.shape}")
-    clips = num_clips if num_clips is not None else meta.sampling.num_clips
-    plan = plan_clip_pairs(float(times[0]), float(times[-1]), meta.sampling, clips)
-    appearance, motion = gather_clip_pairs(frames, times, plan)
-    app, mot = network_inputs(appearance, motion, meta, 1)  # (M, 3, c, c), (M, T, 3, c, c)
-    device = next(model.parameters()).device
-    model.eval()
+    feeds = runner.prepare(video.frames, video.times, plan, 1)  # (M, 3, c, c), (M, T, 3, c, c)
     with torch.inference_mode():
-        features = model.features(torch.from_numpy(app).to(device), torch.from_numpy(mot).to(device))
+        features = runner.model.features(*runner.inputs(feeds))
     out: dict[str, npt.NDArray[np.float32]] = {}
     for name in FEATURE_SETS:
         value = getattr(features, name)
@@ -100,8 +90,7 @@ def limit_per_class(samples: Sequence[VideoSample], limit: int | None) -> list[V
 
 def collect_features(
     samples: Sequence[VideoSample],
-    model: Any,
-    meta: ModelMeta,
+    runner: TorchRunner,
     *,
     num_clips: int | None = None,
     progress: bool = False,
@@ -111,24 +100,17 @@ def collect_features(
     Videos that fail to decode are skipped and listed (as `fstcn evaluate` does)."""
     from tqdm import tqdm
 
-    from fstcn.core.video.decode import decode_video
-    from fstcn.model.evaluate import DECODE_ERRORS
-
     rows: dict[str, list[npt.NDArray[np.float32]]] = {}
     labels: list[int] = []
     failed: list[dict[str, str]] = []
     for sample in tqdm(samples, desc="features", unit="video", disable=not progress):
         try:
-            decoded = decode_video(sample.path, resize_short=meta.resize_short)
-            if decoded.frames.shape[0] < 2:
-                raise ValueError(f"only {decoded.frames.shape[0]} decodable frame(s)")
+            video, plan = decode_for_scoring(sample.path, runner.meta, num_clips)
         except DECODE_ERRORS as error:
             logger.warning("skipping %s: %s", sample.path, error)
             failed.append({"path": str(sample.path), "error": f"{type(error).__name__}: {error}"})
             continue
-        for name, vector in video_features(
-            model, meta, decoded.frames, decoded.times, num_clips=num_clips
-        ).items():
+        for name, vector in video_features(runner, video, plan).items():
             rows.setdefault(name, []).append(vector)
         labels.append(sample.label_index)
     features = {name: np.stack(vectors) for name, vectors in rows.items()}  # (V, D) each

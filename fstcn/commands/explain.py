@@ -67,8 +67,7 @@ def command(
 
     from fstcn.model.explain import (
         SALIENCY_METHODS,
-        decode_all_frames,
-        explain_frames,
+        explain_video,
         load_explainer,
         mask_mismatch,
         mask_shares,
@@ -86,12 +85,12 @@ def command(
     if (video is None) == (measure is None):
         raise typer.BadParameter("give either VIDEO or --measure DATA (not both)")
     try:
-        model, meta = load_explainer(checkpoint, device=device)
+        runner = load_explainer(checkpoint, device=device)
+        meta = runner.meta
         if measure is not None:
             report = measure_saliency_in_masks(
                 measure,
-                model,
-                meta,
+                runner,
                 subset=subset,
                 limit=limit,
                 num_clips=clips,
@@ -121,9 +120,8 @@ def command(
             return
 
         assert video is not None
-        frames, times, rotation = decode_all_frames(video, meta.resize_short)
-        explanation = explain_frames(
-            model, meta, frames, times, label=label, num_clips=clips, num_crops=crops or 18, method=method
+        explanation = explain_video(
+            video, runner, label=label, num_clips=clips, num_crops=crops or 18, method=method
         )
         result: dict[str, Any] = {"video": str(video), "model": {"name": meta.name, "version": meta.version}}
         result.update(explanation.to_dict())
@@ -131,7 +129,7 @@ def command(
             from fstcn.model.synth.dataset import load_masks
 
             masks = load_masks(mask)
-            reason = mask_mismatch(frames, rotation, masks)
+            reason = mask_mismatch(explanation, masks)
             if reason:
                 raise ValueError(f"masks {mask} do not fit {video}: {reason}")
             result["figure_mask"] = mask_shares(explanation, masks, meta.crop_size)

@@ -58,7 +58,8 @@ def command(
     if subset not in ("train", "test"):
         raise typer.BadParameter(f"subset must be train or test, got {subset!r}")
     try:
-        model, meta = load_explainer(checkpoint, device=device)
+        runner = load_explainer(checkpoint, device=device)
+        meta = runner.meta
         dataset = load_dataset(dataset_kind, data, split, subset)  # type: ignore[arg-type]
         if list(dataset.labels) != list(meta.labels):
             raise ValueError(
@@ -71,7 +72,7 @@ def command(
             f"[bold]{meta.name}[/]: features of {len(samples)} {subset} videos of {data} "
             f"({clips or meta.sampling.num_clips} clip pairs each, centre crop)"
         )
-        features, labels, failed = collect_features(samples, model, meta, num_clips=clips, progress=True)
+        features, labels, failed = collect_features(samples, runner, num_clips=clips, progress=True)
         with console.status("t-SNE"):
             result = run_tsne(features, labels, meta.labels, seed=seed, perplexity=perplexity)
     except (ValueError, FileNotFoundError) as error:

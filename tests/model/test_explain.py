@@ -12,16 +12,19 @@ import torch
 from typer.testing import CliRunner
 
 from fstcn.cli import app
-from fstcn.core.clips import CropBox, crop_boxes, nearest_frame_indices
+from fstcn.core.clips import CropBox, crop_boxes, nearest_frame_indices, plan_clip_pairs
 from fstcn.core.fusion import fuse_scores
 from fstcn.core.presets import get_config
-from fstcn.model.checkpoint import build_model_from_checkpoint, save_checkpoint
+from fstcn.core.video.decode import DecodedVideo, VideoInfo
+from fstcn.model.checkpoint import save_checkpoint
 from fstcn.model.datasets import load_dataset
-from fstcn.model.evaluate import TorchPredictor, frames_probs
+from fstcn.model.evaluate import video_probs
 from fstcn.model.explain import (
     Explanation,
-    explain_frames,
+    explain_decoded,
+    explain_video,
     explanation_masks,
+    mask_mismatch,
     mask_to_crop,
     measure_saliency_in_masks,
     resolve_checkpoint,
@@ -30,6 +33,7 @@ from fstcn.model.explain import (
     save_saliency_grid,
 )
 from fstcn.model.network import fstcn
+from fstcn.model.runner import TorchRunner
 from fstcn.model.synth.dataset import CLASSES, generate_dataset
 from fstcn.model.tsne import collect_features, knn_loo_accuracy, limit_per_class, run_tsne, separability
 
@@ -77,6 +81,20 @@ def moving_square_video(frames: int = 60) -> tuple[np.ndarray, np.ndarray]:
     return video, np.arange(frames, dtype=np.float64) / FPS
 
 
+def explain_frames(
+    runner: TorchRunner, frames: np.ndarray, times: np.ndarray, **options: object
+) -> Explanation:
+    """`explain_decoded` on frames in memory, every one of them decoded, M clip pairs over their span."""
+    height, width = frames.shape[1:3]
+    info = VideoInfo(float(times[-1]), FPS, width, height, frames.shape[0], "raw", "test", 0)
+    plan = plan_clip_pairs(0.0, float(times[-1]), runner.meta.sampling, runner.meta.sampling.num_clips)
+    return explain_decoded(runner, DecodedVideo(info, frames, times), plan, **options)  # type: ignore[arg-type]
+
+
+def load_runner(checkpoint: Path) -> TorchRunner:
+    return TorchRunner.from_checkpoint(checkpoint, device="cpu")
+
+
 def changed_region(frames: np.ndarray, times: np.ndarray, explanation: Explanation) -> np.ndarray:
     """(T, c, c) bool: where V_diff frame i is non-zero, computed from the raw frames."""
     box, size = explanation.box, explanation.appearance_saliency.shape[0]
@@ -87,10 +105,11 @@ def changed_region(frames: np.ndarray, times: np.ndarray, explanation: Explanati
 
 
 def test_saliency_shapes_determinism_and_non_zero(checkpoint: Path) -> None:
-    model, meta = build_model_from_checkpoint(checkpoint)
+    runner = load_runner(checkpoint)
+    meta = runner.meta
     frames, times = moving_square_video()
-    first = explain_frames(model, meta, frames, times, num_crops=2)
-    again = explain_frames(model, meta, frames, times, num_crops=2)
+    first = explain_frames(runner, frames, times, num_crops=2)
+    again = explain_frames(runner, frames, times, num_crops=2)
     c, t = meta.crop_size, meta.sampling.clip_length
     assert first.appearance_saliency.shape == (c, c) and first.motion_saliency.shape == (t, c, c)
     assert first.appearance_image.shape == (c, c, 3) and first.motion_image.shape == (t, c, c, 3)
@@ -105,18 +124,18 @@ def test_saliency_shapes_determinism_and_non_zero(checkpoint: Path) -> None:
     assert first.box == crop_boxes(HEIGHT, WIDTH, c, 1)[0]
     # a given label is explained instead of the prediction
     other = (first.predicted_index + 1) % len(CLASSES)
-    given = explain_frames(model, meta, frames, times, label=CLASSES[other], num_crops=1)
+    given = explain_frames(runner, frames, times, label=CLASSES[other], num_crops=1)
     assert given.target_index == other and given.label_given and given.to_dict()["explained"]["given"]
     with pytest.raises(ValueError, match="unknown label"):
-        explain_frames(model, meta, frames, times, label="moonwalk", num_crops=1)
+        explain_frames(runner, frames, times, label="moonwalk", num_crops=1)
 
 
-def test_prediction_matches_evaluation(checkpoint: Path) -> None:
+def test_prediction_matches_evaluation(checkpoint: Path, synth_root: Path) -> None:
     """The video scores in the JSON are `fstcn evaluate`'s: M clips x 18 crops, SCI fusion."""
-    model, meta = build_model_from_checkpoint(checkpoint)
-    frames, times = moving_square_video()
-    explanation = explain_frames(model, meta, frames, times, num_crops=18)
-    probs = frames_probs(frames, times, TorchPredictor(checkpoint, device="cpu"))  # (M, 18, N)
+    runner = load_runner(checkpoint)
+    video = next((synth_root / "wave").iterdir())
+    explanation = explain_video(video, runner, num_crops=18)
+    probs = video_probs(video, runner)  # (M, 18, N)
     np.testing.assert_allclose(explanation.video_scores, fuse_scores(probs, "sci").video_scores, atol=1e-6)
     top5 = explanation.to_dict()["top5"]
     assert len(top5) == 5 and top5[0]["label"] == explanation.predicted
@@ -124,7 +143,7 @@ def test_prediction_matches_evaluation(checkpoint: Path) -> None:
 
 def test_saliency_rows_are_independent(checkpoint: Path) -> None:
     """One backward pass of the summed logits gives each row its own gradient (eval mode)."""
-    model, _ = build_model_from_checkpoint(checkpoint)
+    model = load_runner(checkpoint).model
     rng = np.random.default_rng(1)
     app = rng.normal(size=(3, 3, 32, 32)).astype(np.float32)
     mot = rng.normal(size=(3, 5, 3, 32, 32)).astype(np.float32)
@@ -151,17 +170,17 @@ def test_motion_saliency_sits_where_the_frames_change(checkpoint: Path, perturb:
     holds for any network, which the `perturb` case checks by randomising every bias and BatchNorm
     statistic. The plain-gradient maps are only checked to be non-zero and finite here.
     """
-    model, meta = build_model_from_checkpoint(checkpoint)
+    runner = load_runner(checkpoint)
     if perturb:
         generator = torch.Generator().manual_seed(3)
         with torch.no_grad():
-            for name, tensor in model.state_dict().items():
+            for name, tensor in runner.model.state_dict().items():
                 if name.endswith(("bias", "running_mean")):
                     tensor.copy_(0.3 * torch.randn(tensor.shape, generator=generator))
                 elif name.endswith("running_var"):
                     tensor.copy_(0.5 + torch.rand(tensor.shape, generator=generator))
     frames, times = moving_square_video()
-    explanation = explain_frames(model, meta, frames, times, num_crops=1, method="gradient_x_input")
+    explanation = explain_frames(runner, frames, times, num_crops=1, method="gradient_x_input")
     region = changed_region(frames, times, explanation)  # (T, c, c)
     share, chance = saliency_mask_share(explanation.motion_saliency, region)
     assert explanation.motion_saliency.sum() > 0
@@ -169,16 +188,17 @@ def test_motion_saliency_sits_where_the_frames_change(checkpoint: Path, perturb:
     assert share == pytest.approx(1.0, abs=1e-9)
     for i in range(region.shape[0]):  # frame by frame, too
         assert not explanation.motion_saliency[i][~region[i]].any()
-    plain = explain_frames(model, meta, frames, times, num_crops=1)
+    plain = explain_frames(runner, frames, times, num_crops=1)
     assert plain.motion_saliency.sum() > 0 and plain.appearance_saliency.sum() > 0
 
 
 def test_saliency_grid_png(checkpoint: Path, tmp_path: Path) -> None:
     import matplotlib.image
 
-    model, meta = build_model_from_checkpoint(checkpoint)
+    runner = load_runner(checkpoint)
+    meta = runner.meta
     frames, times = moving_square_video()
-    explanation = explain_frames(model, meta, frames, times, num_crops=1)
+    explanation = explain_frames(runner, frames, times, num_crops=1)
     path = save_saliency_grid(explanation, tmp_path / "grid.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     image = matplotlib.image.imread(path)
@@ -186,7 +206,21 @@ def test_saliency_grid_png(checkpoint: Path, tmp_path: Path) -> None:
     stats = explanation.saliency_stats()
     assert len(stats["motion_per_frame"]) == meta.sampling.clip_length
     assert sum(stats["motion_mass_share_per_frame"]) == pytest.approx(1.0)
-    assert 0.1 <= stats["appearance"]["top10_share"] <= 1.0
+
+
+def test_saliency_concentrates_on_a_moving_square_not_on_change_everywhere(checkpoint: Path) -> None:
+    """top10_share tells a focused map from a spread one: the V_diff saliency (|gradient x input|) of a
+    small moving square sits in the few percent of pixels that change, all of its mass in the top 10%;
+    the same network on a video whose every pixel changes (noise) spreads it over the crop."""
+    runner = load_runner(checkpoint)
+    frames, times = moving_square_video()
+    square = explain_frames(runner, frames, times, num_crops=1, method="gradient_x_input")
+    noise = np.random.default_rng(5).integers(0, 256, frames.shape, dtype=np.uint8)
+    everywhere = explain_frames(runner, noise, times, num_crops=1, method="gradient_x_input")
+    focused = square.saliency_stats()["motion"]["top10_share"]
+    spread = everywhere.saliency_stats()["motion"]["top10_share"]
+    assert focused > 0.99
+    assert spread < 0.5
 
 
 def test_mask_geometry_hand_made() -> None:
@@ -227,15 +261,17 @@ def test_mask_geometry_hand_made() -> None:
 def test_vdiff_masks_are_unions_of_both_frames(checkpoint: Path) -> None:
     """Frame k's mask marks one cell of its own; V_diff frame i must get exactly the cells of its two
     frames (identity resize, stride 4: cell (r, c) = crop rows 4r-top.., cols 4c-left..)."""
-    model, meta = build_model_from_checkpoint(checkpoint)
+    runner = load_runner(checkpoint)
+    meta = runner.meta
     frames, times = moving_square_video()
-    explanation = explain_frames(model, meta, frames, times, num_crops=1)
+    explanation = explain_frames(runner, frames, times, num_crops=1)
     rows, cols = HEIGHT // 4, WIDTH // 4  # 10 x 14 cells, all of them fully inside the frame
     cells = [(k % rows, (3 * k) % cols) for k in range(frames.shape[0])]
     stack = np.zeros((frames.shape[0], rows, cols), dtype=bool)
     for k, (r, c) in enumerate(cells):
         stack[k, r, c] = True
-    masks = {"mask": stack, "stride": np.int64(4), "frame_size": np.array([HEIGHT, WIDTH])}
+    masks = {"mask": stack, "stride": np.int64(4), "frame_size": np.array([HEIGHT, WIDTH]), "fps": FPS}
+    assert mask_mismatch(explanation, masks) == ""
     appearance, motion = explanation_masks(explanation, masks, meta.crop_size)
     box = explanation.box
 
@@ -246,16 +282,23 @@ def test_vdiff_masks_are_unions_of_both_frames(checkpoint: Path) -> None:
             full[4 * r : 4 * r + 4, 4 * c : 4 * c + 4] = True
         return full[box.top : box.top + meta.crop_size, box.left : box.left + meta.crop_size]
 
-    np.testing.assert_array_equal(appearance, expected(explanation.appearance_frame))
-    for i, (start, end) in enumerate(zip(explanation.clip_frames, explanation.diff_frames, strict=True)):
-        assert start != end
-        np.testing.assert_array_equal(motion[i], expected(int(start), int(end)))
+    def frame(time_s: float) -> int:  # the frames are 1/FPS apart from 0: frame k is at k / FPS
+        return int(round(time_s * FPS))
+
+    np.testing.assert_array_equal(appearance, expected(frame(explanation.appearance_frame_time)))
+    pairs = zip(explanation.clip_frame_times, explanation.diff_frame_times, strict=True)
+    for i, (start, end) in enumerate(pairs):
+        assert frame(start) != frame(end)
+        np.testing.assert_array_equal(motion[i], expected(frame(start), frame(end)))
+    # masks that do not fit the frames are refused with the reason
+    assert "grid" in mask_mismatch(explanation, {**masks, "fps": 2 * FPS + 1})
+    assert "beyond" in mask_mismatch(explanation, {**masks, "mask": stack[:3]})
 
 
 def test_measure_over_a_masked_synthetic_split(checkpoint: Path, synth_root: Path, tmp_path: Path) -> None:
-    model, meta = build_model_from_checkpoint(checkpoint)
+    runner = load_runner(checkpoint)
     report = measure_saliency_in_masks(
-        synth_root, model, meta, limit=2, examples=1, examples_dir=tmp_path / "examples"
+        synth_root, runner, limit=2, examples=1, examples_dir=tmp_path / "examples"
     )
     assert report["all"]["videos"] == 2 and not report["skipped"]
     for row in report["videos"]:
@@ -270,7 +313,7 @@ def test_measure_over_a_masked_synthetic_split(checkpoint: Path, synth_root: Pat
     # a split without masks is skipped video by video, with the reason
     (synth_root / "masks").rename(synth_root / "masks.off")
     try:
-        bare = measure_saliency_in_masks(synth_root, model, meta, limit=1)
+        bare = measure_saliency_in_masks(synth_root, runner, limit=1)
     finally:
         (synth_root / "masks.off").rename(synth_root / "masks")
     assert bare["all"]["videos"] == 0 and "--masks" in bare["skipped"][0]["reason"]
@@ -289,10 +332,11 @@ def test_knn_and_separability() -> None:
 
 
 def test_tsne_on_tiny_videos(checkpoint: Path, synth_root: Path) -> None:
-    model, meta = build_model_from_checkpoint(checkpoint)
+    runner = load_runner(checkpoint)
+    meta = runner.meta
     samples = load_dataset("auto", synth_root, 1, "test").samples
     assert len(limit_per_class(samples, 1)) == 2
-    features, labels, failed = collect_features(samples, model, meta, num_clips=2)
+    features, labels, failed = collect_features(samples, runner, num_clips=2)
     assert not failed and labels.shape == (4,)
     config = get_config("tiny")
     assert features["spatial"].shape == (4, config.fc_dims[-1])
