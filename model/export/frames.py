@@ -87,9 +87,9 @@ def example_frames(
     return {"frames": frames, "times": times, "plan": plan}
 
 
-def verify_frames_graph(graph: Runner, reference: Runner, *, seed: int = 0) -> dict[str, float]:
-    """max |p_graph - p_reference| at two frame sizes and 18/2/1 crops, each runner fed by its own
-    `prepare`; ExportVerificationError above 1e-4."""
+def verify_frames_graph(graph: OnnxModel, reference: Runner, *, seed: int = 0) -> dict[str, float]:
+    """max |p_graph - p_reference| at two frame sizes and 18/2/1 crops, each fed by its own `prepare`
+    (`reference`: any `fstcn.core.scoring.Runner`); ExportVerificationError above 1e-4."""
     meta = graph.meta
     size = meta.resize_short
     diffs: dict[str, float] = {}
@@ -102,7 +102,7 @@ def verify_frames_graph(graph: Runner, reference: Runner, *, seed: int = 0) -> d
             if probs.shape != expected.shape:
                 raise ExportVerificationError(f"graph gave {probs.shape}, reference {expected.shape}")
             diffs[f"{height}x{width}, {num_crops} crops"] = float(np.max(np.abs(probs - expected)))
-    check_max_diff(diffs, FP32_TOLERANCE, "the frames graph", "its reference")
+    check_max_diff(diffs, FP32_TOLERANCE, f"the {graph.form} frames graph", "its reference")
     return diffs
 
 
