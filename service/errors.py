@@ -2,11 +2,11 @@
 
 Domain errors (`fstcn.core.errors`) carry a code; this module says what each code is on the wire: its
 status (`ERROR_STATUS`), the description `openapi.yaml` shows (`STATUS_DESCRIPTIONS`, read by every
-route's `responses=` through `error_responses`), extra headers (Retry-After, WWW-Authenticate), and the
-exception handlers that write the `{"error": {"code", "message"}}` body (`add_error_handlers`). A new
-code is added here and nowhere else (docs/design.md, "Errors"). Request validation errors become 422
-`invalid_parameter`, unknown routes and methods 404/405, anything unexpected 500 `internal` without
-internals (the traceback goes to the log only).
+route's `responses=` through `error_responses`), extra headers (Retry-After, WWW-Authenticate), the
+body (`ErrorResponse`: `{"error": {"code", "message"}}`) and the exception handlers that write it
+(`add_error_handlers`). A new code is added here and nowhere else (docs/design.md, "Errors"). Request
+validation errors become 422 `invalid_parameter`, unknown routes and methods 404/405, anything
+unexpected 500 `internal` without internals (the traceback goes to the log only).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fstcn.core.errors import FstcnError
 from fstcn.service import metrics
-from fstcn.service.schemas import ErrorResponse
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,19 @@ class NotReady(FstcnError):
     """The model is not loaded and warmed up yet (readiness probes)."""
 
     code = "not_ready"
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(
+        description="Stable machine-readable error code; the response's status description lists them."
+    )
+    message: str = Field(description="Human-readable explanation.")
+
+
+class ErrorResponse(BaseModel):
+    """Every non-2xx response body."""
+
+    error: ErrorBody
 
 
 # code -> HTTP status
@@ -124,7 +137,7 @@ def add_error_handlers(app: FastAPI) -> None:
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
+    return ErrorResponse(error=ErrorBody(code=code, message=message)).model_dump()
 
 
 def _error_response(

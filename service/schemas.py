@@ -1,7 +1,8 @@
 """Pydantic models of every request parameter and response body of the HTTP API (docs/design.md,
-"HTTP API").
+"HTTP").
 
-The OpenAPI document (`openapi.yaml`) is generated from these models. The request options' ranges and
+The OpenAPI document (`openapi.yaml`) is generated from these models (and from the error body's, which
+lives with the error codes in `fstcn.service.errors`). The request options' ranges and
 defaults are the core's (`fstcn.core.options`), declared there once. Conversions from the data plane's
 results (`fstcn.service.pipeline.Prediction`) and the engine's description live here too, so routes stay
 "parse -> call -> encode".
@@ -257,16 +258,3 @@ class HealthResponse(BaseModel):
 
 class ReadyResponse(BaseModel):
     status: Literal["ready"] = "ready"
-
-
-class ErrorBody(BaseModel):
-    code: str = Field(
-        description="Stable machine-readable error code; the response's status description lists them."
-    )
-    message: str = Field(description="Human-readable explanation.")
-
-
-class ErrorResponse(BaseModel):
-    """Every non-2xx response body."""
-
-    error: ErrorBody

@@ -1,5 +1,5 @@
 """Service configuration: every `FSTCN_*` environment variable, validated once at start (docs/design.md,
-"Configuration").
+"Settings").
 
 `Settings` is a pydantic-settings model; `get_settings()` is the cached FastAPI dependency that tests
 override (`app.dependency_overrides[get_settings] = ...`) or bypass by passing `Settings` to

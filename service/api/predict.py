@@ -1,5 +1,5 @@
 """`POST /predict`: stream the multipart upload to the data plane, encode its prediction
-(docs/design.md, "HTTP API").
+(docs/design.md, "HTTP").
 
 The body is read with `request.stream()` (not FastAPI's `UploadFile`, which buffers the whole upload
 before any limit is checked); `openapi_extra` still documents it as multipart/form-data with a binary
