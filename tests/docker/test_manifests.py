@@ -310,7 +310,7 @@ def test_dockerfile_serve_and_train_targets() -> None:
     assert re.search(r"^CMD \[\"fstcn\", \"serve\"", serve, re.M)
     assert "EXPOSE 8000" in serve
     # the shipped model: package data of fstcn.models, where FSTCN_MODEL_PATH's default points
-    assert re.search(r"^COPY models/ /src/models/$", serve, re.M), "the shipped model is in the image"
+    assert re.search(r"^COPY models/ /src/models/$", stages["source"], re.M), "the shipped model is built in"
     assert "FSTCN_MODEL_PATH=/app/models/fstcn-small.onnx" in serve
     assert re.search(r"ln -s .*BUNDLE_DIR.* /app/models", serve), "/app/models is the installed bundle"
 
@@ -321,17 +321,18 @@ def mapped_folders() -> list[str]:
     return sorted(set(pyproject["tool"]["setuptools"]["package-dir"].values()))
 
 
-@pytest.mark.parametrize("stage", ["serve", "train"])
-def test_dockerfile_installs_every_folder_of_the_namespace(stage: str) -> None:
+def test_dockerfile_installs_every_folder_of_the_namespace() -> None:
     """A folder left out of the build would make the image's `pip install` fail (a listed package with
     no folder) or, for package data, ship an image without its model."""
-    instructions = dockerfile_stages()[stage]
+    stages = dockerfile_stages()
     missing = [
         folder
         for folder in mapped_folders()
-        if not re.search(rf"^COPY {re.escape(folder)}/ /src/{re.escape(folder)}/$", instructions, re.M)
+        if not re.search(rf"^COPY {re.escape(folder)}/ /src/{re.escape(folder)}/$", stages["source"], re.M)
     ]
     assert missing == []
+    for stage in ("serve", "train"):
+        assert re.search(r"^COPY --from=source /src /src$", stages[stage], re.M), stage
 
 
 def test_dockerfile_serving_stages_have_no_torch_but_ort_gpu_with_cuda_libs() -> None:
