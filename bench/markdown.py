@@ -1,4 +1,4 @@
-"""Markdown layout of a benchmark run (for bench/RESULTS.md): `python -m bench.markdown results.json`.
+"""Markdown layout of a benchmark run (for bench/RESULTS.md): `python -m fstcn.bench.markdown results.json`.
 The content of each table comes from `fstcn.bench.tables`; this module only writes pipe tables."""
 
 from __future__ import annotations
