@@ -9,17 +9,23 @@ the locked-down path must refuse the file and leave the canary unopened.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import av
+import numpy as np
 import pytest
 
+import fstcn.core.video.containers as containers_module
 from fstcn.core.errors import InvalidVideo, UnsupportedMedia
 from fstcn.core.video.containers import (
     ALLOWED_FORMAT_NAMES,
+    ISOBMFF,
+    MAX_STREAMS,
     ContainerType,
     NestedOpenGuard,
+    decoder_options,
     open_container,
     open_locked,
     sniff_container,
@@ -32,6 +38,7 @@ from tests.service.hostile_media import (
     png_bytes,
     with_external_data_reference,
 )
+from tests.videos import render_frame
 
 # --- sniffing -------------------------------------------------------------------------------------
 
@@ -209,3 +216,303 @@ def test_positive_control_external_data_reference_is_followed_when_enabled(
 ) -> None:
     unlocked_open(external_reference_movie, container_options={"enable_drefs": "1"})
     assert canary.release()
+
+
+# --- the lock-down, one layer at a time -----------------------------------------------------------
+#
+# `open_locked` stacks several defences, and each one hides the others: with the guard in place a
+# protocol whitelist has nothing left to refuse, and so on. So each test below takes every other layer
+# away (`loosen` edits the arguments `open_locked` hands to `av.open`) and shows that the remaining one
+# alone still holds; its positive control takes that layer away too and sees the attack succeed.
+
+Layer = str  # "io_open" | "format" (keyword arguments of av.open) or a key of container_options
+
+
+@pytest.fixture
+def loosen(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """loosen(*layers): from now on `av.open` runs without those layers of `open_locked`."""
+
+    def apply(*layers: Layer) -> None:
+        real_open = av.open
+
+        def loosened_open(*args: Any, **kwargs: Any) -> Any:
+            for layer in layers:
+                kwargs.pop(layer, None)
+            kwargs["container_options"] = {
+                key: value for key, value in kwargs["container_options"].items() if key not in layers
+            }
+            return real_open(*args, **kwargs)
+
+        monkeypatch.setattr(av, "open", loosened_open)
+
+    return apply
+
+
+def open_forced(path: Path, kind: ContainerType) -> NestedOpenGuard:
+    """Open `path` through `open_locked` as `kind`; returns the guard (raises what open_locked raises)."""
+    guard = NestedOpenGuard()
+    with open(path, "rb") as file:
+        open_locked(file, kind, guard).close()
+    return guard
+
+
+HLS = ContainerType("hls", "hls")
+CONCAT = ContainerType("concat", "concat")
+
+
+def test_the_guard_alone_refuses_and_records_a_nested_open(
+    tmp_path: Path, canary: FifoCanary, loosen: Callable[..., None]
+) -> None:
+    """No protocol whitelist: FFmpeg's own opener would read the canary, but the open goes to the guard.
+
+    HLS only: the concat demuxer's inner context opens its files without calling the guard (it does
+    not inherit PyAV's callback), so for concat the protocol whitelist below is the layer that holds,
+    and sniffing refuses ffconcat scripts before either is reached.
+    """
+    loosen("protocol_whitelist")
+    path = hostile_files(tmp_path, canary.path)["playlist.m3u8"]
+    guard = NestedOpenGuard()
+    with open(path, "rb") as file, pytest.raises(UnsupportedMedia):
+        open_locked(file, HLS, guard).close()
+    assert guard.attempts == [str(canary.path)]
+    assert not canary.release()
+
+
+@pytest.mark.parametrize("kind", [HLS, CONCAT], ids=["hls", "concat"])
+def test_the_protocol_whitelist_alone_keeps_ffmpeg_from_opening_anything(
+    tmp_path: Path, canary: FifoCanary, loosen: Callable[..., None], kind: ContainerType
+) -> None:
+    """No guard: FFmpeg opens nested resources itself, and the whitelist names no protocol it may use."""
+    loosen("io_open")
+    path = hostile_files(tmp_path, canary.path)["playlist.m3u8" if kind is HLS else "script.ffconcat"]
+    with pytest.raises(InvalidVideo):
+        open_forced(path, kind)
+    assert not canary.release(), "FFmpeg opened the canary although no protocol is whitelisted"
+
+
+@pytest.mark.parametrize("kind", [HLS, CONCAT], ids=["hls", "concat"])
+def test_positive_control_without_guard_and_protocol_whitelist_the_canary_is_opened(
+    tmp_path: Path, canary: FifoCanary, loosen: Callable[..., None], kind: ContainerType
+) -> None:
+    loosen("io_open", "protocol_whitelist")
+    path = hostile_files(tmp_path, canary.path)["playlist.m3u8" if kind is HLS else "script.ffconcat"]
+    with pytest.raises(InvalidVideo):
+        open_forced(path, kind)
+    assert canary.release(), "loosening did not reach FFmpeg: the two tests above prove nothing"
+
+
+@pytest.fixture
+def nested_segment(tmp_path: Path, video_factory: Callable[..., Path]) -> dict[str, Path]:
+    """A playlist and a script whose one entry is a real MPEG-TS video beside them."""
+    segment = tmp_path / "segment.ts"
+    segment.write_bytes(video_factory("segment.ts", seconds=0.4, width=64, height=48).read_bytes())
+    (tmp_path / "segment.m3u8").write_bytes(hls_playlist(segment.name))
+    (tmp_path / "segment.ffconcat").write_bytes(ffconcat_script(segment.name))
+    return {"hls": tmp_path / "segment.m3u8", "concat": tmp_path / "segment.ffconcat"}
+
+
+@pytest.mark.parametrize("kind", [HLS, CONCAT], ids=["hls", "concat"])
+def test_the_format_whitelist_alone_refuses_a_nested_demuxer(
+    nested_segment: dict[str, Path], loosen: Callable[..., None], kind: ContainerType
+) -> None:
+    """No guard, every protocol: the nested file is read, but its demuxer (mpegts) is not the one allowed."""
+    loosen("io_open", "protocol_whitelist")
+    with pytest.raises(InvalidVideo):
+        open_forced(nested_segment[kind.name], kind)
+
+
+@pytest.mark.parametrize("kind", [HLS, CONCAT], ids=["hls", "concat"])
+def test_positive_control_without_any_whitelist_the_nested_video_is_played(
+    nested_segment: dict[str, Path], loosen: Callable[..., None], kind: ContainerType
+) -> None:
+    loosen("io_open", "protocol_whitelist", "format_whitelist")
+    guard = NestedOpenGuard()
+    with open(nested_segment[kind.name], "rb") as file:
+        container = open_locked(file, kind, guard)
+        try:
+            assert len(container.streams.video) == 1
+        finally:
+            container.close()
+
+
+@pytest.fixture
+def matroska_file(video_factory: Callable[..., Path]) -> Path:
+    return video_factory("probe.mkv", seconds=0.4, width=64, height=48)
+
+
+def test_the_format_whitelist_alone_refuses_what_probing_picks(
+    matroska_file: Path, loosen: Callable[..., None]
+) -> None:
+    """Demuxer not forced: FFmpeg probes Matroska, which the ISO-BMFF kind's whitelist does not name."""
+    loosen("format")
+    with pytest.raises(InvalidVideo):
+        open_forced(matroska_file, ISOBMFF)
+
+
+def test_the_forced_demuxer_alone_never_lets_ffmpeg_probe(
+    matroska_file: Path, loosen: Callable[..., None]
+) -> None:
+    """No format whitelist: the forced QuickTime demuxer reads the Matroska bytes and fails."""
+    loosen("format_whitelist")
+    with pytest.raises(InvalidVideo):
+        open_forced(matroska_file, ISOBMFF)
+
+
+def test_positive_control_unforced_and_unlisted_ffmpeg_probes_another_demuxer(
+    matroska_file: Path, loosen: Callable[..., None]
+) -> None:
+    loosen("format", "format_whitelist")
+    guard = NestedOpenGuard()
+    with open(matroska_file, "rb") as file:
+        container = open_locked(file, ISOBMFF, guard)
+        try:
+            assert container.format.name.startswith("matroska")
+        finally:
+            container.close()
+
+
+def external_reference(
+    tmp_path: Path, video_factory: Callable[..., Path], canary: FifoCanary, *, levels: int
+) -> Path:
+    """A movie whose data reference names the canary: relative to the movie (levels=1) or absolute only."""
+    movie = video_factory("dref-base.mov", seconds=0.5, width=64, height=48).read_bytes()
+    target = canary.path.name if levels else str(canary.path).lstrip("/")
+    path = tmp_path / f"external-{levels}.mov"
+    path.write_bytes(with_external_data_reference(movie, target, levels=levels))
+    return path
+
+
+def test_enable_drefs_off_the_demuxer_never_asks_for_a_referenced_file(
+    tmp_path: Path, video_factory: Callable[..., Path], canary: FifoCanary
+) -> None:
+    path = external_reference(tmp_path, video_factory, canary, levels=1)
+    guard = open_forced(path, ISOBMFF)
+    assert guard.attempts == []
+    assert not canary.release()
+
+
+def test_positive_control_with_drefs_enabled_the_demuxer_asks_for_it(
+    tmp_path: Path, video_factory: Callable[..., Path], canary: FifoCanary
+) -> None:
+    path = external_reference(tmp_path, video_factory, canary, levels=1)
+    drefs_on = replace(ISOBMFF, options={**ISOBMFF.options, "enable_drefs": "1"})
+    guard = NestedOpenGuard()
+    with open(path, "rb") as file, pytest.raises(UnsupportedMedia, match="external resources"):
+        open_locked(file, drefs_on, guard)
+    assert guard.attempts == [str(canary.path)]
+    assert not canary.release()
+
+
+def test_use_absolute_path_off_an_absolute_reference_is_not_asked_for_even_with_drefs_on(
+    tmp_path: Path, video_factory: Callable[..., Path], canary: FifoCanary
+) -> None:
+    path = external_reference(tmp_path, video_factory, canary, levels=0)
+    drefs_on = replace(ISOBMFF, options={**ISOBMFF.options, "enable_drefs": "1"})
+    guard = open_forced(path, drefs_on)
+    assert guard.attempts == []
+    assert not canary.release()
+
+
+def test_positive_control_with_absolute_paths_allowed_the_demuxer_asks_for_it(
+    tmp_path: Path, video_factory: Callable[..., Path], canary: FifoCanary
+) -> None:
+    path = external_reference(tmp_path, video_factory, canary, levels=0)
+    everything_on = replace(ISOBMFF, options={"enable_drefs": "1", "use_absolute_path": "1"})
+    guard = NestedOpenGuard()
+    with open(path, "rb") as file, pytest.raises(UnsupportedMedia, match="external resources"):
+        open_locked(file, everything_on, guard)
+    assert guard.attempts == [str(canary.path)]
+    assert not canary.release()
+
+
+def many_streams(path: Path, count: int) -> Path:
+    """A Matroska file with `count` one-frame 16x16 video streams."""
+    with av.open(str(path), mode="w", format="matroska") as container:
+        streams = [container.add_stream("mpeg4", rate=25) for _ in range(count)]
+        frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), dtype=np.uint8), format="rgb24")
+        frame = frame.reformat(format="yuv420p")
+        for stream in streams:
+            stream.width = stream.height = 16
+            stream.pix_fmt = "yuv420p"
+        for stream in streams:
+            for packet in [*stream.encode(frame), *stream.encode()]:
+                container.mux(packet)
+    return path
+
+
+def test_streams_past_max_streams_are_not_read(tmp_path: Path) -> None:
+    with open_container(many_streams(tmp_path / "many.mkv", MAX_STREAMS + 1)) as opened:
+        assert len(opened.container.streams) == MAX_STREAMS
+    with open_container(many_streams(tmp_path / "enough.mkv", 3)) as opened:
+        assert len(opened.container.streams) == 3
+
+
+def test_metadata_that_is_not_utf8_is_replaced_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "latin1-title.mkv"
+    with av.open(str(path), mode="w", format="matroska") as container:
+        container.metadata["title"] = "TITLE-PLACEHOLDER"
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width = stream.height = 16
+        stream.pix_fmt = "yuv420p"
+        frame = av.VideoFrame.from_ndarray(np.zeros((16, 16, 3), dtype=np.uint8), format="rgb24")
+        for packet in [*stream.encode(frame.reformat(format="yuv420p")), *stream.encode()]:
+            container.mux(packet)
+    data = path.read_bytes()
+    assert data.count(b"TITLE-PLACEHOLDER") == 1
+    path.write_bytes(data.replace(b"TITLE-PLACEHOLDER", b"caf\xe9 au lait \xff\xfe!!"))  # same length
+    with open_container(path) as opened:
+        assert opened.container.metadata["title"].startswith("caf\ufffd au lait")
+
+
+def pixel_refusals(path: Path, max_pixels: int | None) -> list[str]:
+    """FFmpeg's log lines of decoders refusing a picture over their max_pixels while the file is opened."""
+    level = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture() as logs, open_container(path, max_pixels=max_pixels):
+            pass
+    finally:
+        av.logging.set_level(level)
+    return [message for _, _, message in logs if "max pixel" in message]
+
+
+def test_stream_probing_decoders_get_the_pixel_limit(video_factory: Callable[..., Path]) -> None:
+    """Opening decodes a first frame to probe the stream: that decoder refuses a frame over the limit
+    before allocating it (the per-frame check of `decode_video` would come too late for a huge one)."""
+    path = video_factory("pixels.mp4", seconds=0.2, width=640, height=480)
+    assert pixel_refusals(path, 10_000)
+    assert pixel_refusals(path, None) == []
+
+
+def test_the_decoder_limit_leaves_room_for_the_coded_size(video_factory: Callable[..., Path]) -> None:
+    """h264 codes 176x120 as 176x128: a limit of exactly the displayed size must not refuse it."""
+    path = video_factory("coded.mp4", seconds=0.2, width=176, height=120)
+    assert pixel_refusals(path, 176 * 120) == []
+    assert decoder_options(None) == {}
+
+
+@pytest.mark.parametrize(("fmt", "codec", "name"), [("flv", "flv", "a.flv"), ("ogg", "libvpx", "a.ogg")])
+def test_flv_and_ogg_open_with_their_demuxer(tmp_path: Path, fmt: str, codec: str, name: str) -> None:
+    path = tmp_path / name
+    with av.open(str(path), mode="w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(3):
+            frame = av.VideoFrame.from_ndarray(render_frame(index, 64, 48), format="rgb24")
+            for packet in stream.encode(frame.reformat(format="yuv420p")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with open_container(path) as opened:
+        assert opened.kind.name == fmt
+        assert opened.container.format.name in ALLOWED_FORMAT_NAMES
+
+
+def test_a_demuxer_off_the_allowed_names_is_refused_after_opening(
+    video_factory: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The last check: whatever FFmpeg ended up using must still be on the list."""
+    path = video_factory("c.mkv", seconds=0.4, width=64, height=48)
+    monkeypatch.setattr(containers_module, "ALLOWED_FORMAT_NAMES", frozenset({"mov", "avi"}))
+    with pytest.raises(UnsupportedMedia, match="is not allowed"), open_container(path):
+        pass

@@ -66,34 +66,35 @@ def _box(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I4s", 8 + len(payload), kind) + payload
 
 
-def _alias_entry(absolute_path: bytes) -> bytes:
+def _alias_entry(absolute_path: bytes, levels: int = 1) -> bytes:
     """A Mac OS alias record (`alis` dref entry) in the layout FFmpeg's mov demuxer parses.
 
-    nlvl_from = nlvl_to = 1 makes FFmpeg resolve the target relative to the movie's own folder
-    (the variant it follows even without `use_absolute_path`).
+    nlvl_from = nlvl_to = `levels`: 1 makes FFmpeg resolve the target relative to the movie's own folder
+    (the variant it follows even without `use_absolute_path`); 0 leaves only the absolute path, which
+    FFmpeg opens only with `use_absolute_path`.
     """
     name = absolute_path.rsplit(b"/", 1)[-1]
     body = b"\x00" * 10 + b"\x00" + b"\x00" * 27 + b"\x00" * 12  # volume name (empty)
     body += bytes([len(name)]) + name.ljust(63, b"\x00") + b"\x00" * 16  # file name
-    body += struct.pack(">hh", 1, 1) + b"\x00" * 16  # nlvl_from, nlvl_to
+    body += struct.pack(">hh", levels, levels) + b"\x00" * 16  # nlvl_from, nlvl_to
     body += struct.pack(">hh", 2, len(absolute_path)) + absolute_path + b"\x00" * (len(absolute_path) % 2)
     body += struct.pack(">hh", -1, 0)  # end of records
     return _box(b"alis", b"\x00\x00\x00\x00" + body)  # version/flags 0: media is NOT in this file
 
 
-def with_external_data_reference(movie: bytes, target_name: str) -> bytes:
+def with_external_data_reference(movie: bytes, target_name: str, *, levels: int = 1) -> bytes:
     """Rewrite every `dref` of an ISO-BMFF/QuickTime file to point at `target_name` beside the movie.
 
-    The file must have its `moov` after `mdat` (PyAV's default), so chunk offsets stay valid.
+    The alias's absolute path is "/" + `target_name`; `levels` as in `_alias_entry`. The file must have
+    its `moov` after `mdat` (PyAV's default), so chunk offsets stay valid.
     """
 
     def rewrite(data: bytes) -> bytes:
         out = b""
         for kind, payload in _boxes(data):
             if kind == b"dref":
-                payload = (
-                    b"\x00\x00\x00\x00" + struct.pack(">I", 1) + _alias_entry(b"/" + target_name.encode())
-                )
+                entry = _alias_entry(b"/" + target_name.encode(), levels)
+                payload = b"\x00\x00\x00\x00" + struct.pack(">I", 1) + entry
             elif kind in _CONTAINER_BOXES:
                 payload = rewrite(payload)
             out += _box(kind, payload)
