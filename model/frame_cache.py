@@ -1,14 +1,14 @@
 """Decode-once frame cache for training: every video's frames as a memory-mapped uint8 array.
 
 Training reads a handful of frames per sample for tens of epochs; decoding the video each time would
-make every epoch decode-bound. This module decodes each video once with the service's own decoder
-(`fstcn.core.video.decode.decode_video`, so frames are resized exactly as at serving time: short side =
-`resize_short`) and stores `<key>.npy` (uint8 (F, h, w, 3), RGB) and `<key>.times.npy` (float64 (F,)
-seconds). Readers memory-map the frames, so a sample touches only the frames it gathers. The key hashes
-the absolute path, size, modification time and `resize_short`, so one cache directory can be shared
-by many runs and a changed file is decoded again. Files are written to a temporary name and renamed,
-so an interrupted build never leaves a truncated entry. Numpy + PyAV only (no torch): decoding runs in
-spawned worker processes.
+make every epoch decode-bound. This module decodes each video once, every frame, with the core's decoder
+(`fstcn.core.video.decode.decode_video`, the one the service decodes uploads with, so frames are resized
+exactly as at serving time: short side = `resize_short`) and stores `<key>.npy` (uint8 (F, h, w, 3),
+RGB) and `<key>.times.npy` (float64 (F,) seconds). Readers memory-map the frames, so a sample touches
+only the frames it gathers. The key hashes the absolute path, size, modification time and
+`resize_short`, so one cache directory can be shared by many runs and a changed file is decoded again.
+Files are written to a temporary name and renamed, so an interrupted build never leaves a truncated
+entry. Numpy + PyAV only (no torch): decoding runs in spawned worker processes.
 """
 
 from __future__ import annotations
