@@ -302,7 +302,8 @@ def test_training_fits_a_handful_of_videos(motion_dataset: Path, tmp_path: Path)
 
     def fitted(out: Path, lr: float, epochs: int) -> tuple[float, float]:
         """(mean training loss of the last epochs, video accuracy of the trained model)."""
-        losses = [float(record["loss"]) for record in _fit(motion_dataset, out, lr=lr, epochs=epochs)]  # type: ignore[arg-type]
+        records = _fit(motion_dataset, out, lr=lr, epochs=epochs)
+        losses = [float(record["loss"]) for record in records]  # type: ignore[arg-type]
         runner = TorchRunner.from_checkpoint(out / "last.pt", device="cpu")
         report = evaluate_samples(dataset.samples, dataset.labels, runner, progress=False)
         return float(np.mean(losses[-5:])), float(report.result("sci", 18)["top1"])
