@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: serve test lint wheel venv-serve venv-dev clean
+.PHONY: serve test lint wheel venv-serve venv-dev clean mutation
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ lint: venv-dev
 
 wheel: | $(BIN)/python
 	$(BIN)/pip wheel -q --no-deps -w dist .
+
+# Mutation testing in a scratch clone of HEAD, never in this checkout (docs/testing.md, "Mutation testing").
+mutation:
+	scripts/mutation
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
