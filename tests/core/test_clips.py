@@ -235,3 +235,67 @@ def test_clip_plan_is_frozen() -> None:
     assert isinstance(plan, ClipPlan) and plan.num_clips == 2
     with pytest.raises(AttributeError):
         plan.starts = np.zeros(2)  # type: ignore[misc]
+
+
+# --- the edges of every check: the smallest valid input passes, each bad part alone fails ---------------
+
+
+def test_the_smallest_sizes_are_valid() -> None:
+    assert resized_size(1, 3, 2) == (2, 6)
+    assert resized_size(3, 1, 2) == (6, 2)
+    assert resized_size(4, 4, 1) == (1, 1)
+    for height, width, short in ((0, 3, 2), (3, 0, 2), (3, 3, 0)):
+        with pytest.raises(ValueError, match="must be"):
+            resized_size(height, width, short)
+    assert crop_boxes(1, 1, 1, 1) == [CropBox(top=0, left=0, flip=False)]
+    with pytest.raises(ValueError, match="crop_size must be >= 1"):
+        crop_boxes(4, 4, 0, 1)
+
+
+def test_one_frame_and_repeated_timestamps_are_valid() -> None:
+    """A one-frame video and a VFR file with two frames at one time are still presentation order."""
+    assert nearest_frame_indices([0.5], [0.0, 0.5, 9.0]).tolist() == [0, 0, 0]
+    assert nearest_frame_indices([0.0, 0.04, 0.04, 0.08], [0.04, 0.07]).tolist() == [1, 3]
+    with pytest.raises(ValueError, match="finite"):
+        nearest_frame_indices([0.0, 0.04], [float("nan")])
+    with pytest.raises(ValueError, match="1-D"):
+        nearest_frame_indices([[0.0, 0.04]], [0.0])
+
+
+def test_a_plan_may_be_one_instant_long() -> None:
+    plan = plan_clip_pairs(1.0, 1.0, DEFAULT, 2)
+    np.testing.assert_array_equal(plan.starts, [1.0, 1.0])
+    for first, last in ((float("nan"), 1.0), (0.0, float("inf"))):
+        with pytest.raises(ValueError, match="finite"):
+            plan_clip_pairs(first, last, DEFAULT, 1)
+
+
+def test_gather_clip_pairs_checks_each_part_of_the_frames_shape() -> None:
+    plan = plan_clip_pairs(0.0, 1.0, DEFAULT, 1)
+    times = np.arange(3) / 25
+    with pytest.raises(ValueError, match=r"\(F, H, W, 3\)"):
+        gather_clip_pairs(np.zeros((3, 4, 4, 4), np.uint8), times, plan)  # 4 channels
+    with pytest.raises(ValueError, match=r"\(F, H, W, 3\)"):
+        gather_clip_pairs(np.zeros((3, 4, 3), np.uint8), times, plan)  # 3 dims ending in 3
+    with pytest.raises(ValueError, match="uint8"):
+        gather_clip_pairs(np.zeros((3, 4, 4, 3), np.float32), times, plan)
+    with pytest.raises(ValueError, match=r"expected \(3,\)"):
+        gather_clip_pairs(np.zeros((3, 4, 4, 3), np.uint8), np.arange(4) / 25, plan)
+    with pytest.raises(ValueError, match=r"\[0, 5\)"):
+        gather_clip_pairs(np.zeros((3, 4, 4, 3), np.uint8), times, plan, appearance_position=-1)
+
+
+def test_network_inputs_checks_each_part_of_the_shapes() -> None:
+    meta = _meta()
+    appearance = np.zeros((2, 6, 8, 3), np.uint8)
+    motion = np.zeros((2, 2, 6, 8, 3), np.int16)
+    with pytest.raises(ValueError, match="appearance of shape"):
+        network_inputs(np.zeros((2, 6, 8, 4), np.uint8), motion, meta, 1)
+    with pytest.raises(ValueError, match="motion of shape"):
+        network_inputs(appearance, np.zeros((2, 2, 6, 8, 4), np.int16), meta, 1)
+    with pytest.raises(ValueError, match="motion of shape"):
+        network_inputs(appearance, np.zeros((2, 6, 8, 3), np.int16), meta, 1)
+    with pytest.raises(ValueError, match="does not match"):
+        network_inputs(appearance, np.zeros((2, 2, 6, 9, 3), np.int16), meta, 1)  # other width only
+    with pytest.raises(ValueError, match="does not match"):
+        network_inputs(appearance, np.zeros((3, 2, 6, 8, 3), np.int16), meta, 1)  # other count only

@@ -76,3 +76,34 @@ def test_fuse_scores_validates() -> None:
         fuse_scores(np.full((1, 1, 2), 0.5), "max")
     with pytest.raises(ValueError):
         fuse_scores(np.zeros((0, 1, 2)), "mean")
+
+
+def test_sci_is_the_default_and_results_are_frozen() -> None:
+    probs = np.array([[[1.0, 0.0], [0.25, 0.75]]])
+    default = fuse_scores(probs)
+    np.testing.assert_array_equal(default.video_scores, fuse_scores(probs, "sci").video_scores)
+    with pytest.raises(AttributeError):
+        default.video_scores = np.zeros(2)  # type: ignore[misc]
+
+
+def test_an_all_zero_crop_weighs_nothing() -> None:
+    """A crop of all-zero probabilities has SCI 0 (not NaN): the clip score is the other crop's."""
+    probs = np.array([[[0.0, 0.0], [0.2, 0.8]]])
+    result = fuse_scores(probs, "sci")
+    np.testing.assert_allclose(result.clip_scores, [[0.2, 0.8]])
+    assert np.all(np.isfinite(sci(probs)))
+
+
+def test_errors_say_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        sci([1.0])
+    with pytest.raises(ValueError, match="finite and non-negative"):
+        sci([0.5, float("nan")])
+    with pytest.raises(ValueError, match="must be one of"):
+        fuse_scores(np.full((1, 1, 2), 0.5), "max")
+    with pytest.raises(ValueError, match=r"shape \(M, K, N\)"):
+        fuse_scores(np.ones((2, 2)), "sci")
+    with pytest.raises(ValueError, match="at least one clip and one crop"):
+        fuse_scores(np.zeros((1, 0, 2)), "sci")
+    with pytest.raises(ValueError, match="N >= 2"):
+        fuse_scores(np.ones((2, 3, 1)), "sci")
