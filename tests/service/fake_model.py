@@ -39,7 +39,7 @@ FAKE_META = ModelMeta(
 
 def build_fake_model(meta: ModelMeta = FAKE_META, *, metadata: str | None = None) -> onnx.ModelProto:
     """The ONNX model; `metadata` overrides the stored `fstcn` JSON (e.g. to test bad metadata)."""
-    c, t, n = meta.crop_size, meta.sampling.clip_length, meta.num_classes
+    t, n = meta.sampling.clip_length, meta.num_classes
     features = 3 + 3 * t + 1
     rng = np.random.default_rng(0)
     weights = (rng.standard_normal((features, n)) * 6.0).astype(np.float32)
@@ -65,9 +65,22 @@ def build_fake_model(meta: ModelMeta = FAKE_META, *, metadata: str | None = None
         numpy_helper.from_array(weights, "weights"),
         numpy_helper.from_array(bias, "bias"),
     ]
+    return contract_model(meta, nodes, initializers, name="fake_fstcn", metadata=metadata)
+
+
+def contract_model(
+    meta: ModelMeta,
+    nodes: list[onnx.NodeProto],
+    initializers: list[onnx.TensorProto],
+    *,
+    name: str,
+    metadata: str | None = None,
+) -> onnx.ModelProto:
+    """`nodes` (reading `appearance` and `motion`, writing `probs`) as a checked model of the contract."""
+    c, t, n = meta.crop_size, meta.sampling.clip_length, meta.num_classes
     graph = helper.make_graph(
         nodes,
-        "fake_fstcn",
+        name,
         [
             helper.make_tensor_value_info(APPEARANCE_INPUT, TensorProto.FLOAT, ["B", 3, c, c]),
             helper.make_tensor_value_info(MOTION_INPUT, TensorProto.FLOAT, ["B", t, 3, c, c]),

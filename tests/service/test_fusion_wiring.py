@@ -19,16 +19,16 @@ import numpy.typing as npt
 import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from fstcn.core.clips import gather_clip_pairs, network_inputs
-from fstcn.core.meta import APPEARANCE_INPUT, META_KEY, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
+from fstcn.core.meta import APPEARANCE_INPUT, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
 from fstcn.core.options import PredictOptions
 from fstcn.core.scoring import decode_planned
 from fstcn.core.video.decode import VideoLimits, probe_video
 from fstcn.service.engine import CPU, Engine
 from fstcn.service.pipeline import Pipeline, Prediction, Recheck
-from tests.service.fake_model import FAKE_META
+from tests.service.fake_model import FAKE_META, contract_model
 from tests.videos import write_video
 
 META = replace(FAKE_META, name="crop-sensitive")
@@ -43,7 +43,7 @@ def crop_sensitive_model(path: Path, meta: ModelMeta, seed: int) -> Path:
     is left out on purpose: it is nearly the same in every crop and would saturate the softmax into
     agreeing crops. `motion` is an input of the contract but unused here.
     """
-    c, t, n = meta.crop_size, meta.sampling.clip_length, meta.num_classes
+    c, n = meta.crop_size, meta.num_classes
     rng = np.random.default_rng(seed)
     # The features lie within about +-1 on the test video: logits of a few units give probabilities
     # that are neither one-hot nor uniform, so SCI weights differ from crop to crop.
@@ -71,20 +71,7 @@ def crop_sensitive_model(path: Path, meta: ModelMeta, seed: int) -> Path:
         numpy_helper.from_array(weights, "weights"),
         numpy_helper.from_array(bias, "bias"),
     ]
-    graph = helper.make_graph(
-        nodes,
-        "crop_sensitive",
-        [
-            helper.make_tensor_value_info(APPEARANCE_INPUT, TensorProto.FLOAT, ["B", 3, c, c]),
-            helper.make_tensor_value_info(MOTION_INPUT, TensorProto.FLOAT, ["B", t, 3, c, c]),
-        ],
-        [helper.make_tensor_value_info(PROBS_OUTPUT, TensorProto.FLOAT, ["B", n])],
-        initializers,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="test")
-    model.ir_version = 8
-    helper.set_model_props(model, {META_KEY: meta.to_json()})
-    onnx.checker.check_model(model)
+    model = contract_model(meta, nodes, initializers, name="crop_sensitive")
     onnx.save(model, str(path))
     return path
 
