@@ -1,4 +1,6 @@
-"""Video frames -> FstCN clip pairs and test-time crops: the ONE implementation (SPEC 2 and 3).
+"""Video frames -> FstCN clip pairs and test-time crops: the ONE implementation.
+
+The contract is docs/design.md, "Sampling" and "Crops".
 
 Training, evaluation and the service all turn decoded frames into network inputs through this module,
 so there is no training-serving skew. It owns the time plan of the M clip pairs (sampling counts are
@@ -178,7 +180,7 @@ class CropBox:
 
 
 def crop_boxes(height: int, width: int, crop_size: int, num_crops: int) -> list[CropBox]:
-    """The test-time crops of SPEC 3 for a (height, width) frame.
+    """The test-time crops of docs/design.md, "Crops", for a (height, width) frame.
 
     1 = [centre]; 2 = [centre, centre flipped]; 9 = the 3x3 positions row-major (top-left ...
     bottom-right, index 4 is the centre); 18 = those 9, then the same 9 flipped (index 9 + k is the flip

@@ -1,4 +1,5 @@
-"""Score fusion over clip pairs and test-time crops (SPEC 3): the Sparsity Concentration Index.
+"""Score fusion over clip pairs and test-time crops: the Sparsity Concentration Index (docs/design.md,
+"Fusion").
 
 For clip pair i and crop k the network gives class probabilities p_{k,i}. SCI(p) = (N * max_j p_j /
 ||p||_1 - 1) / (N - 1) is 1 for a one-hot p and 0 for a uniform one, so confident crops weigh more:

@@ -32,7 +32,7 @@ PROBS_OUTPUT = "probs"
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How clip pairs are cut from a video (SPEC 2). Counts are frames at `ref_fps`."""
+    """How clip pairs are cut from a video (docs/design.md, "Sampling"). Counts are frames at `ref_fps`."""
 
     clip_length: int = 5  # l_t: frames per clip
     stride: int = 5  # s_t: frames between consecutive clip frames

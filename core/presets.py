@@ -3,7 +3,7 @@
 Standard library only (no torch), so that code which only needs a preset's sizes or sampling defaults
 (the CLI, metadata) can read them cheaply. `fstcn.model.network` builds the module from a config; checkpoints
 store `asdict(config)` and rebuild it with `FstCNConfig.from_dict`. Every number that is not the paper's
-carries a one-line reason; the paper preset is SPEC section 2 exactly.
+carries a one-line reason; the paper preset is docs/design.md, "Network", exactly.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class FstCNConfig:
     fc_dropout: float = 0.5
     aux_dropout: float = 0.5  # dropout before the auxiliary (stage-1 frame) classifier
     paths: str = "both"  # "spatial" / "temporal": the paper's control experiment (one path into fusion)
-    # sampling defaults (SPEC 2), recorded in the exported model
+    # sampling defaults (docs/design.md, "Sampling"), recorded in the exported model
     clip_length: int = 5  # l_t; also the T axis of the TCL, so it fixes the temporal FC's input size
     stride: int = 5  # s_t
     diff_offset: int = 9  # d_t
@@ -150,7 +150,7 @@ def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
-PAPER = FstCNConfig(name="paper")  # SPEC 2 exactly: all defaults above
+PAPER = FstCNConfig(name="paper")  # docs/design.md, "Network", exactly: all defaults above
 
 SMALL = FstCNConfig(
     name="small",

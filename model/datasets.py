@@ -1,4 +1,6 @@
-"""Labelled video lists from the on-disk layouts we support (SPEC 7): UCF101, HMDB51, plain folders.
+"""Labelled video lists from the on-disk layouts we support: UCF101, HMDB51, plain folders.
+
+The layouts are docs/design.md, "Data".
 
 Each loader turns a dataset root and a split into a `DatasetSplit`: the list of `VideoSample`s (path,
 label index, label) and the ordered label list, so that label index i always means labels[i]. Nothing

@@ -1,4 +1,4 @@
-"""The FstCN network (Sun, Jia, Yeung, Shi, ICCV 2015) in PyTorch, following SPEC section 2.
+"""The FstCN network (Sun, Jia, Yeung, Shi, ICCV 2015) in PyTorch, following docs/design.md, "Network".
 
 One sample is one clip pair at one crop: the appearance frame (B, 3, c, c) and the l_t V_diff frames
 (B, T, 3, c, c). The lower spatial convolutional layers (SCL) are shared by all 1 + T frames; a spatial
@@ -495,7 +495,8 @@ def fstcn(*, preset: str = "small", num_classes: int = 10, **overrides: Any) -> 
     (Sun, Jia, Yeung, Shi, ICCV 2015, https://arxiv.org/abs/1510.00562).
 
     Args:
-        preset: "paper" (SPEC 2 exactly, crop 204), "small" (the CPU default, crop 112) or "tiny" (tests).
+        preset: "paper" (docs/design.md, "Network", exactly; crop 204), "small" (the CPU default, crop
+            112) or "tiny" (tests).
         num_classes: size of the classifier (and of the auxiliary frame classifier).
         **overrides: fields of `fstcn.core.presets.FstCNConfig` to change, e.g. ``paths="spatial"`` for the
             paper's control experiment or ``clip_length=7``.

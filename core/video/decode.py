@@ -60,7 +60,7 @@ INTERPOLATION = Interpolation.BILINEAR  # libswscale widens its filter when down
 
 @dataclass(frozen=True)
 class VideoLimits:
-    """What an accepted video may declare or decode to (SPEC 6: FSTCN_MAX_*)."""
+    """What an accepted video may declare or decode to (docs/design.md, "Settings": FSTCN_MAX_*)."""
 
     max_duration_s: float = 600.0
     max_frames: int = 100_000

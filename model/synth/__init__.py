@@ -1,4 +1,4 @@
-"""Synthetic Actions: a deterministic, seeded generator of labelled action videos (SPEC section 7).
+"""Synthetic Actions: a deterministic, seeded generator of labelled action videos (docs/design.md, "Data").
 
 skeleton.py (the figure and per-class joint-angle trajectories) -> scene.py (per-video randomisation)
 -> render.py (frames, masks, boxes) -> writer.py (PyAV encoding) -> dataset.py (the UCF101 layout).
