@@ -5,9 +5,9 @@ Every array the network sees in training is produced by `fstcn.core.clips`: clip
 normalisation by `network_inputs` (the exact function the service calls). Augmentation only chooses
 *which* pixels go in: a random start t0 (temporal jitter over the whole video), a random appearance
 position inside V_clip (docs/design.md, "Sampling"), a random square of `scale` x the short side at a
-random position, and a random horizontal flip. The square is cut and flipped in uint8/int16 (exact), normalised by
-`network_inputs` with that square as its single centre crop, and only then resized to `crop_size`
-(bilinear; normalisation is affine per channel, so resizing after it equals resizing before it).
+random position, and a random horizontal flip. The square is cut and flipped in uint8/int16 (exact),
+normalised by `network_inputs` with that square as its single centre crop, and only then resized to
+`crop_size` (bilinear; normalisation is affine per channel, so resizing after it equals resizing before it).
 Validation samples are exactly the serving ones: M evenly spread clip pairs, centre crop.
 """
 
