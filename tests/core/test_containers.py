@@ -379,46 +379,47 @@ def external_reference(
     return path
 
 
-def test_enable_drefs_off_the_demuxer_never_asks_for_a_referenced_file(
-    tmp_path: Path, video_factory: Callable[..., Path], canary: FifoCanary
+DREFS_ON = {**ISOBMFF.options, "enable_drefs": "1"}
+
+
+@pytest.mark.parametrize(
+    ("levels", "options"),
+    [
+        # enable_drefs=0: not even a reference beside the movie is asked for.
+        (1, ISOBMFF.options),
+        # use_absolute_path=0 holds alone: with drefs on, an absolute-only reference is still not asked for.
+        (0, DREFS_ON),
+    ],
+    ids=["enable_drefs", "use_absolute_path"],
+)
+def test_each_reference_option_alone_keeps_the_demuxer_from_asking(
+    tmp_path: Path,
+    video_factory: Callable[..., Path],
+    canary: FifoCanary,
+    levels: int,
+    options: dict[str, str],
 ) -> None:
-    path = external_reference(tmp_path, video_factory, canary, levels=1)
-    guard = open_forced(path, ISOBMFF)
+    path = external_reference(tmp_path, video_factory, canary, levels=levels)
+    guard = open_forced(path, replace(ISOBMFF, options=options))
     assert guard.attempts == []
     assert not canary.release()
 
 
-def test_positive_control_with_drefs_enabled_the_demuxer_asks_for_it(
-    tmp_path: Path, video_factory: Callable[..., Path], canary: FifoCanary
+@pytest.mark.parametrize(
+    ("levels", "options"),
+    [(1, DREFS_ON), (0, {"enable_drefs": "1", "use_absolute_path": "1"})],
+    ids=["drefs-enabled", "absolute-paths-allowed"],
+)
+def test_positive_control_once_allowed_the_demuxer_asks_for_the_reference(
+    tmp_path: Path,
+    video_factory: Callable[..., Path],
+    canary: FifoCanary,
+    levels: int,
+    options: dict[str, str],
 ) -> None:
-    path = external_reference(tmp_path, video_factory, canary, levels=1)
-    drefs_on = replace(ISOBMFF, options={**ISOBMFF.options, "enable_drefs": "1"})
-    guard = NestedOpenGuard()
-    with open(path, "rb") as file, pytest.raises(UnsupportedMedia, match="external resources"):
-        open_locked(file, drefs_on, guard)
-    assert guard.attempts == [str(canary.path)]
-    assert not canary.release()
-
-
-def test_use_absolute_path_off_an_absolute_reference_is_not_asked_for_even_with_drefs_on(
-    tmp_path: Path, video_factory: Callable[..., Path], canary: FifoCanary
-) -> None:
-    path = external_reference(tmp_path, video_factory, canary, levels=0)
-    drefs_on = replace(ISOBMFF, options={**ISOBMFF.options, "enable_drefs": "1"})
-    guard = open_forced(path, drefs_on)
-    assert guard.attempts == []
-    assert not canary.release()
-
-
-def test_positive_control_with_absolute_paths_allowed_the_demuxer_asks_for_it(
-    tmp_path: Path, video_factory: Callable[..., Path], canary: FifoCanary
-) -> None:
-    path = external_reference(tmp_path, video_factory, canary, levels=0)
-    everything_on = replace(ISOBMFF, options={"enable_drefs": "1", "use_absolute_path": "1"})
-    guard = NestedOpenGuard()
-    with open(path, "rb") as file, pytest.raises(UnsupportedMedia, match="external resources"):
-        open_locked(file, everything_on, guard)
-    assert guard.attempts == [str(canary.path)]
+    path = external_reference(tmp_path, video_factory, canary, levels=levels)
+    with pytest.raises(UnsupportedMedia, match="external resources"):
+        open_forced(path, replace(ISOBMFF, options=options))
     assert not canary.release()
 
 
