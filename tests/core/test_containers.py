@@ -8,6 +8,7 @@ the locked-down path must refuse the file and leave the canary unopened.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -87,6 +88,78 @@ def test_sniff_accepts_allowed_containers(head: bytes, expected: str) -> None:
 def test_sniff_refuses_everything_else(head: bytes, reason: str) -> None:
     with pytest.raises(UnsupportedMedia, match=reason):
         sniff_container(head)
+
+
+def ts_packets(size: int, count: int, *, prefix: int = 0, tail: int = 0) -> bytes:
+    """`count` MPEG-TS packets of `size` bytes (0x47 sync byte after `prefix` bytes), then `tail` bytes."""
+    packet = b"\x00" * prefix + b"\x47" + b"\x00" * (size - prefix - 1)
+    return packet * count + b"\x00" * tail
+
+
+@pytest.mark.parametrize("box", [b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot"])
+def test_sniff_accepts_every_first_box_of_a_quicktime_file(box: bytes) -> None:
+    assert sniff_container(b"\x00\x00\x00\x10" + box + b"isom\x00\x00\x00\x00").name == "mp4"
+
+
+@pytest.mark.parametrize(
+    "brand", [b"avif", b"avis", b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"]
+)
+def test_sniff_refuses_every_still_image_brand(brand: bytes) -> None:
+    with pytest.raises(UnsupportedMedia, match="HEIF/AVIF"):
+        sniff_container(b"\x00\x00\x00\x18ftyp" + brand + b"\x00\x00\x00\x00mif1")
+
+
+@pytest.mark.parametrize(
+    ("head", "is_ts"),
+    [
+        (ts_packets(188, 2), True),  # two packets are enough
+        (ts_packets(188, 1, tail=100), False),  # one packet is not
+        (ts_packets(204, 3), True),  # with Reed-Solomon bytes
+        (ts_packets(192, 3, prefix=4), True),  # M2TS: a 4-byte timestamp before each packet
+        (ts_packets(192, 3), True),
+        (ts_packets(188, 4) + b"\x00" * 188 + ts_packets(188, 1), False),  # the 5th packet is checked
+        (ts_packets(188, 5) + b"\x00" * 188, True),  # a 6th is not
+    ],
+)
+def test_sniff_mpegts_needs_repeated_sync_bytes(head: bytes, is_ts: bool) -> None:
+    if is_ts:
+        assert sniff_container(head).name == "mpegts"
+    else:
+        with pytest.raises(UnsupportedMedia):
+            sniff_container(head)
+
+
+@pytest.mark.parametrize(
+    ("head", "named"),
+    [
+        (b"GIF87a\x01\x00\x01\x00", "GIF"),
+        (b"BM\x36\x00\x00\x00\x00\x00", "BMP"),
+        (b"II*\x00\x08\x00\x00\x00", "TIFF"),
+        (b"MM\x00*\x00\x00\x00\x08", "TIFF"),
+        (b"\x00\x00\x01\x00\x01\x00\x10\x10", "icon"),
+        (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG 2000"),
+        (b"\xff\x0a\xfa\x7f", "JPEG XL"),
+        (b"%PDF-1.7\n", "PDF"),
+        (b"PK\x03\x04\x14\x00", "ZIP"),
+        (b"\x1f\x8b\x08\x00", "gzip"),
+        (b"fLaC\x00\x00\x00\x22", "FLAC"),
+        (b"#!AMR\n", "AMR"),
+        (b"\x30\x26\xb2\x75\x8e\x66\xcf\x11\xa6\xd9", "ASF/WMV"),
+        (b"<MPD xmlns=", "DASH"),
+        (b"[playlist]\nFile1=", "PLS"),
+        (b"#EXTINF:10,\nsegment.ts\n", "M3U"),
+        (b"\xff\xd8\xff\xdb", "JPEG image"),
+    ],
+)
+def test_sniff_names_what_a_refused_file_is(head: bytes, named: str) -> None:
+    with pytest.raises(UnsupportedMedia, match=f"not a video: .*{re.escape(named)}"):
+        sniff_container(head)
+
+
+def test_sniff_needs_a_box_header_and_brand_before_trusting_a_box_name() -> None:
+    assert sniff_container(b"\x00\x00\x00\x0cftypisom").name == "mp4"  # 12 bytes: enough
+    with pytest.raises(UnsupportedMedia):
+        sniff_container(b"\x00\x00\x00\x0bftypiso")  # 11 bytes: no whole brand to check
 
 
 @pytest.mark.parametrize("name", ["a.mp4", "a.mov", "a.mkv", "a.webm", "a.avi", "a.ts"])
