@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -59,6 +59,15 @@ def command(
             min=0,
         ),
     ] = 4,
+    keep_plain: Annotated[
+        bool,
+        typer.Option(
+            "--keep-plain",
+            help="--out is an existing plain export of --checkpoint: keep it as it is and add only the "
+            "calibration and fast graphs beside it (--name, --version, --fp16, --opset, --lrn, --video "
+            "do nothing).",
+        ),
+    ] = False,
     fast_graphs: Annotated[
         str,
         typer.Option(
@@ -92,6 +101,7 @@ def command(
             bundle = export_bundle(
                 checkpoint,
                 out,
+                export_plain=not keep_plain,
                 name=name,
                 version=version,
                 fp16=fp16,
@@ -112,20 +122,10 @@ def command(
         console.print(f"[bold red]error[/]: {error}")
         raise typer.Exit(code=2) from error
     result = bundle.plain
-    assert result is not None  # export_bundle exported the plain graph
-    meta = result.meta
-    console.print(
-        f"[bold green]exported[/] {result.onnx_path} ({result.onnx_path.stat().st_size / 1e6:.2f} MB, "
-        f"{meta.precision}, opset {result.opset}): {meta.name} {meta.version}, preset {meta.preset}, "
-        f"{meta.num_classes} classes, crop {meta.crop_size}/{meta.resize_short}"
-    )
-    for check, diff in result.max_abs_diff.items():
-        console.print(
-            f"  verified {check}: max |p_onnx - p_torch| = {diff:.2e} (tolerance {result.tolerance:g})"
-        )
-    if result.checkpoint_path is not None:
-        size = result.checkpoint_path.stat().st_size / 1e6
-        console.print(f"  checkpoint for explain/tsne: {result.checkpoint_path} ({size:.2f} MB)")
+    if result is None:  # --keep-plain
+        console.print(f"[bold green]kept[/] {out}")
+    else:
+        _print_plain(console, result)
     if bundle.calibration is not None:
         for share, cut in bundle.calibration.cuts.items():
             fits = ", ".join(
@@ -142,3 +142,20 @@ def command(
         console.print(
             f"  {mode} frames graph: {graph.onnx_path} (max |dp| {max(graph.max_abs_diff.values()):.2g})"
         )
+
+
+def _print_plain(console: Any, result: Any) -> None:
+    """The exported plain graph, its verification and its PyTorch twin."""
+    meta = result.meta
+    console.print(
+        f"[bold green]exported[/] {result.onnx_path} ({result.onnx_path.stat().st_size / 1e6:.2f} MB, "
+        f"{meta.precision}, opset {result.opset}): {meta.name} {meta.version}, preset {meta.preset}, "
+        f"{meta.num_classes} classes, crop {meta.crop_size}/{meta.resize_short}"
+    )
+    for check, diff in result.max_abs_diff.items():
+        console.print(
+            f"  verified {check}: max |p_onnx - p_torch| = {diff:.2e} (tolerance {result.tolerance:g})"
+        )
+    if result.checkpoint_path is not None:
+        size = result.checkpoint_path.stat().st_size / 1e6
+        console.print(f"  checkpoint for explain/tsne: {result.checkpoint_path} ({size:.2f} MB)")
