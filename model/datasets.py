@@ -31,6 +31,7 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "DatasetSplit",
     "VideoSample",
+    "default_subset",
     "detect_kind",
     "find_hmdb51_splits",
     "find_ucf101_splits",
@@ -331,6 +332,24 @@ def detect_kind(root: Path | str, *, splits_dir: Path | str | None = None, split
     if find_hmdb51_splits(root, given, split) is not None:
         return "hmdb51"
     return "folder"
+
+
+def default_subset(
+    kind: str, root: Path | str, split: int = 1, *, splits_dir: Path | str | None = None
+) -> tuple[Subset, str]:
+    """The subset a command reads when none is asked for: (subset, why).
+
+    "test", except for a UCF101-layout folder whose split has only a training list (what `fstcn synth`
+    writes by default): then "train", rather than failing on the missing test list."""
+    root = Path(root)
+    given = Path(splits_dir) if splits_dir is not None else None
+    if kind == "auto":
+        kind = detect_kind(root, splits_dir=given, split=split)
+    found = find_ucf101_splits(root, given) if kind == "ucf101" else None
+    if found is not None and not (found / f"testlist{split:02d}.txt").is_file():
+        if (found / f"trainlist{split:02d}.txt").is_file():
+            return "train", f"{root} has no test list (testlist{split:02d}.txt)"
+    return "test", ""
 
 
 def load_dataset(

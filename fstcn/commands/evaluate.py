@@ -15,7 +15,7 @@ def command(
     data: Annotated[Path, typer.Option("--data", help="Dataset root.")],
     dataset_kind: options.DatasetKind = "auto",
     split: options.Split = 1,
-    subset: options.Subset = "test",
+    subset: options.Subset = None,
     splits_dir: options.SplitsDir = None,
     test_root: options.TestRoot = None,
     holdout: options.Holdout = 0.2,
@@ -35,52 +35,62 @@ def command(
     ] = None,
     fusion: Annotated[str, typer.Option("--fusion", help="Headline fusion: sci | mean.")] = "sci",
     crops: Annotated[int, typer.Option("--crops", help="Headline crop count: 1 | 2 | 9 | 18.")] = 18,
+    forms: Annotated[
+        str | None,
+        typer.Option(
+            "--forms",
+            help="Forms of the bundle whose NAME.onnx is --model, scored side by side from one decode: "
+            "default (as served), exact (the paper's exact crops), plain (default: default,exact when the "
+            "bundle holds a shared-trunk graph).",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a model: top-1/top-5 for sci vs mean fusion and 1/2/9/18 crops, per-class accuracy,
     confusion matrix (printed and saved as PNG) and a JSON report."""
-    from rich.console import Console
     from rich.table import Table
 
+    from fstcn.commands.console import make_console
     from fstcn.model.datasets import load_dataset
-    from fstcn.model.evaluate import evaluate_samples, load_runner, save_confusion_png
+    from fstcn.model.evaluate import bundle_forms, evaluate_samples, load_form_runners, save_confusion_png
 
-    console = Console()
-    if subset not in ("train", "test"):
-        raise typer.BadParameter(f"subset must be train or test, got {subset!r}")
+    console = make_console()
     if limit is not None and limit < 1:
         raise typer.BadParameter("--limit must be >= 1")
     if clips is not None and clips < 1:
         raise typer.BadParameter("--clips must be >= 1")
-    try:
-        dataset = load_dataset(
-            dataset_kind,
-            data,
-            split,
-            subset,  # type: ignore[arg-type]
-            splits_dir=splits_dir,
-            test_root=test_root,
-            holdout=holdout,
-            seed=seed,
-        )
-        runner = load_runner(model, batch_size=batch_size, device=device)
-        samples = dataset.samples[:limit] if limit is not None else dataset.samples
-        if not samples:
-            raise ValueError(f"no {subset} videos in split {split} of {data}")
-        console.print(
-            f"[bold]{model.name}[/]: {len(samples)} {subset} videos of {data}, "
-            f"{len(dataset.labels)} classes, {clips or runner.meta.sampling.num_clips} clips x 18 crops"
-        )
-        report = evaluate_samples(
-            samples,
-            dataset.labels,
-            runner,
-            model_name=str(model),
-            num_clips=clips,
-            headline=(fusion, crops),
-        )
-    except ValueError as error:
-        console.print(f"[red]error:[/] {error}")
-        raise typer.Exit(code=2) from error
+    subset, note = options.resolve_subset(
+        subset, data, dataset_kind=dataset_kind, split=split, splits_dir=splits_dir
+    )
+    if note:
+        console.print(note)
+    dataset = load_dataset(
+        dataset_kind,
+        data,
+        split,
+        subset,  # type: ignore[arg-type]
+        splits_dir=splits_dir,
+        test_root=test_root,
+        holdout=holdout,
+        seed=seed,
+    )
+    chosen = [f.strip() for f in forms.split(",") if f.strip()] if forms else bundle_forms(model)
+    runners = load_form_runners(model, chosen, batch_size=batch_size, device=device)
+    runner = next(iter(runners.values()))
+    samples = dataset.samples[:limit] if limit is not None else dataset.samples
+    if not samples:
+        raise ValueError(f"no {subset} videos in split {split} of {data}")
+    console.print(
+        f"[bold]{model.name}[/]: {len(samples)} {subset} videos of {data}, "
+        f"{len(dataset.labels)} classes, {clips or runner.meta.sampling.num_clips} clips x 18 crops"
+    )
+    report = evaluate_samples(
+        samples,
+        dataset.labels,
+        runners,
+        model_name=str(model),
+        num_clips=clips,
+        headline=(fusion, crops),
+    )
     report.dataset = {
         "root": str(data),
         "kind": dataset_kind,
@@ -101,6 +111,23 @@ def command(
         style = "bold" if (row["fusion"], row["crops"]) == (fusion, crops) else None
         table.add_row(row["fusion"], str(row["crops"]), top1, top5, style=style)
     console.print(table)
+    if report.forms:
+        first = next(iter(report.forms))
+        side = Table(
+            title=f"forms side by side ({fusion}, {crops} crops; agreement: top-1 equal to {first}'s)"
+        )
+        for column in ("form", "graph", "top-1", "top-5", "agreement"):
+            side.add_column(column, justify="left" if column in ("form", "graph") else "right")
+        for name, entry in report.forms.items():
+            row = next(r for r in entry["results"] if (r["fusion"], r["crops"]) == (fusion, crops))
+            side.add_row(
+                name,
+                f"{entry['form']} ({Path(entry['path']).name})",
+                f"{100 * row['top1']:.2f}%",
+                f"{100 * row['top5']:.2f}%",
+                f"{100 * entry['agreement']:.2f}%",
+            )
+        console.print(side)
 
     per_class = Table(title=f"per-class accuracy ({fusion}, {crops} crops)")
     per_class.add_column("class")

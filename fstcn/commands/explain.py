@@ -8,9 +8,13 @@ from typing import Annotated, Any
 
 import typer
 
+from fstcn.commands import options
+
 
 def command(
-    video: Annotated[Path | None, typer.Argument(help="Video to explain (not with --measure).")] = None,
+    video: Annotated[
+        Path | None, typer.Argument(help="Video to explain (not with --measure).", metavar="VIDEO")
+    ] = None,
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("runs/explain"),
     checkpoint: Annotated[
         Path | None,
@@ -45,7 +49,13 @@ def command(
         Path | None,
         typer.Option("--measure", help="Synthetic Actions root written with --masks: measure over a split."),
     ] = None,
-    subset: Annotated[str, typer.Option("--subset", help="--measure: train | test.")] = "test",
+    subset: Annotated[
+        str | None,
+        typer.Option(
+            "--subset",
+            help="--measure: train | test (default: test, or train when DATA has only a training list).",
+        ),
+    ] = None,
     limit: Annotated[
         int | None, typer.Option("--limit", help="--measure: only the first N videos.", min=1)
     ] = None,
@@ -63,8 +73,7 @@ def command(
     over a Synthetic Actions split vs the masks' area share (chance), in OUT/saliency_in_mask.json."""
     import logging
 
-    from rich.console import Console
-
+    from fstcn.commands.console import make_console
     from fstcn.model.explain import (
         SALIENCY_METHODS,
         explain_video,
@@ -76,7 +85,7 @@ def command(
         write_json,
     )
 
-    console = Console()
+    console = make_console()
     logging.basicConfig(level=logging.WARNING)
     if method not in SALIENCY_METHODS:
         raise typer.BadParameter(f"--method must be one of {', '.join(SALIENCY_METHODS)}")
@@ -84,60 +93,69 @@ def command(
         raise typer.BadParameter("--crops must be 1, 2, 9 or 18")
     if (video is None) == (measure is None):
         raise typer.BadParameter("give either VIDEO or --measure DATA (not both)")
-    try:
-        runner = load_explainer(checkpoint, device=device)
-        meta = runner.meta
-        if measure is not None:
-            report = measure_saliency_in_masks(
-                measure,
-                runner,
-                subset=subset,
-                limit=limit,
-                num_clips=clips,
-                num_crops=crops or 1,
-                method=method,
-                target=target,
-                examples=examples,
-                examples_dir=out / "examples",
-                progress=True,
-            )
-            path = write_json(report, out / "saliency_in_mask.json")
-            for part in ("all", "correct"):
-                summary = report[part]
-                console.print(f"[bold]{part}[/] videos: {summary['videos']}")
-                for kind in ("appearance", "motion"):
-                    row = summary[kind]
-                    if row["share"]["n"]:
-                        share, chance, lift = row["share"], row["chance"], row["lift"]
-                        console.print(
-                            f"  {kind:10s} share in figure mean {share['mean']:.3f} median "
-                            f"{share['median']:.3f} | chance mean {chance['mean']:.3f} | lift median "
-                            f"{lift['median']:.2f} | above chance {row['above_chance']:.0%}"
-                        )
-            if report["skipped"]:
-                console.print(f"[yellow]{len(report['skipped'])} videos skipped[/] (listed in the JSON)")
-            console.print(f"wrote {path}")
-            return
-
-        assert video is not None
-        explanation = explain_video(
-            video, runner, label=label, num_clips=clips, num_crops=crops or 18, method=method
+    if measure is not None:
+        subset, note = options.resolve_subset(subset, measure, dataset_kind="auto", split=1)
+        _check_masks(measure)
+        if note:
+            console.print(note)
+    runner = load_explainer(checkpoint, device=device)
+    meta = runner.meta
+    if measure is not None:
+        report = measure_saliency_in_masks(
+            measure,
+            runner,
+            subset=subset or "test",
+            limit=limit,
+            num_clips=clips,
+            num_crops=crops or 1,
+            method=method,
+            target=target,
+            examples=examples,
+            examples_dir=out / "examples",
+            progress=True,
         )
-        result: dict[str, Any] = {"video": str(video), "model": {"name": meta.name, "version": meta.version}}
-        result.update(explanation.to_dict())
-        if mask is not None:
-            from fstcn.model.synth.dataset import load_masks
+        path = write_json(report, out / "saliency_in_mask.json")
+        if not report["all"]["videos"]:
+            reasons = report["skipped"][0]["reason"] if report["skipped"] else "the list is empty"
+            console.print(f"wrote {path}")
+            raise RuntimeError(f"measured no video of {measure} ({subset}): {reasons}")
+        for part in ("all", "correct"):
+            summary = report[part]
+            console.print(f"[bold]{part}[/] videos: {summary['videos']}")
+            for kind in ("appearance", "motion"):
+                row = summary[kind]
+                if row["share"]["n"]:
+                    share, chance, lift = row["share"], row["chance"], row["lift"]
+                    console.print(
+                        f"  {kind:10s} share in figure mean {share['mean']:.3f} median "
+                        f"{share['median']:.3f} | chance mean {chance['mean']:.3f} | lift median "
+                        f"{lift['median']:.2f} | above chance {row['above_chance']:.0%}"
+                    )
+        if report["skipped"]:
+            console.print(f"[yellow]{len(report['skipped'])} videos skipped[/] (listed in the JSON)")
+        console.print(f"wrote {path}")
+        return
 
-            masks = load_masks(mask)
-            reason = mask_mismatch(explanation, masks)
-            if reason:
-                raise ValueError(f"masks {mask} do not fit {video}: {reason}")
-            result["figure_mask"] = mask_shares(explanation, masks, meta.crop_size)
-        png = save_saliency_grid(explanation, out / f"{video.stem}.png")
-        path = write_json(result, out / f"{video.stem}.json")
-    except (ValueError, FileNotFoundError) as error:
-        console.print(f"[red]error:[/] {error}")
-        raise typer.Exit(code=2) from error
+    assert video is not None
+    if not video.exists():
+        raise FileNotFoundError(f"no such file: {video}")
+    if video.is_dir():
+        raise IsADirectoryError(21, "is a folder", str(video))
+    explanation = explain_video(
+        video, runner, label=label, num_clips=clips, num_crops=crops or 18, method=method
+    )
+    result: dict[str, Any] = {"video": str(video), "model": {"name": meta.name, "version": meta.version}}
+    result.update(explanation.to_dict())
+    if mask is not None:
+        from fstcn.model.synth.dataset import load_masks
+
+        masks = load_masks(mask)
+        reason = mask_mismatch(explanation, masks)
+        if reason:
+            raise ValueError(f"masks {mask} do not fit {video}: {reason}")
+        result["figure_mask"] = mask_shares(explanation, masks, meta.crop_size)
+    png = save_saliency_grid(explanation, out / f"{video.stem}.png")
+    path = write_json(result, out / f"{video.stem}.json")
     top = ", ".join(f"{row['label']} {row['score']:.2f}" for row in result["top5"])
     console.print(f"predicted [bold]{explanation.predicted}[/] (top-5: {top})")
     console.print(
@@ -153,3 +171,23 @@ def command(
             f"(chance {shares['motion_chance']:.2f})"
         )
     console.print(f"wrote {png} and {path}")
+
+
+def _check_masks(data: Path) -> None:
+    """--measure needs a Synthetic Actions folder written with --masks: say which command writes one."""
+    import json
+
+    manifest = data / "synth.json"
+    if not manifest.is_file():
+        raise ValueError(
+            f"{data} is not a Synthetic Actions folder (no synth.json); --measure needs one written with "
+            f"`fstcn synth --out {data} --videos-per-class N --seed S --split test --masks`"
+        )
+    args = json.loads(manifest.read_text()).get("args", {})
+    if not args.get("masks"):
+        again = (
+            f"fstcn synth --out {data} --videos-per-class {args.get('videos_per_class', 'N')} "
+            f"--seed {args.get('seed', 'S')} --split {args.get('split', 'test')} "
+            f"--difficulty {args.get('difficulty', 1.0)} --masks"
+        )
+        raise ValueError(f"{data} has no figure masks; write the same videos with them: `{again}`")

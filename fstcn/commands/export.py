@@ -31,7 +31,9 @@ def command(
     ] = "node",
     video: Annotated[
         list[Path] | None,
-        typer.Option("--video", help="Real video(s) for the verification batch (repeatable)."),
+        typer.Option(
+            "--video", help="Real video(s) for the verification batch (repeatable).", metavar="VIDEO"
+        ),
     ] = None,
     write_checkpoint: Annotated[
         bool, typer.Option("--write-checkpoint/--no-write-checkpoint", help="Also write NAME.pt beside it.")

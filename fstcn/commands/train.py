@@ -70,6 +70,7 @@ def command(
         list[Path] | None,
         typer.Option(
             "--init-from",
+            metavar="CHECKPOINT",
             help="Start from this checkpoint's weights (same preset) with a fresh optimiser and schedule: "
             "fine-tuning, or more epochs after a finished run. Every tensor whose name and shape fit is "
             "copied (classifiers only when the labels are the same); repeat the option to fill what the "
@@ -80,6 +81,7 @@ def command(
         list[str] | None,
         typer.Option(
             "--freeze",
+            metavar="MODULE",
             help="Keep the parameters under this module name as they are (e.g. lower, temporal, "
             "spatial; repeatable); their BatchNorm statistics stay fixed too.",
         ),
@@ -89,13 +91,14 @@ def command(
         typer.Option(
             "--drop-spatial-path",
             help="Stage 2: probability that a sample's spatial-path features are zeroed before the "
-            "fusion, so that the temporal path must classify it alone (path dropout; default 0).",
+            "fusion, so that the temporal path must classify it alone (path dropout).",
         ),
     ] = 0.0,
     reverse_pair: Annotated[
         list[str] | None,
         typer.Option(
             "--reverse-pair",
+            metavar="A:B",
             help="A:B, two classes that are each other played backwards (e.g. sit_down:stand_up; "
             "repeatable): stage 2 also trains on every A video reversed as B and every B video reversed "
             "as A, so that only the order of frames tells them apart. A:A: a class that is its own "
@@ -128,65 +131,62 @@ def command(
     import logging
     import os
 
-    from rich.console import Console
-
+    from fstcn.commands.console import make_console
     from fstcn.model.train import TrainConfig, train
 
-    console = Console()
+    console = make_console()
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(
         level=logging.INFO if rank == 0 else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    try:
-        config = TrainConfig(
-            data=str(data),
-            out=str(out),
-            dataset_kind=dataset_kind,
-            split=split,
-            splits_dir=str(splits_dir) if splits_dir is not None else None,
-            test_root=str(test_root) if test_root is not None else None,
-            holdout=holdout,
-            preset=preset,
-            paths=paths,
-            epochs_stage1=epochs_stage1,
-            epochs_stage2=epochs_stage2,
-            batch_size=batch_size,
-            optimizer=optimizer,
-            lr=lr,
-            lr_stage2=lr_stage2,
-            weight_decay=weight_decay,
-            schedule=schedule,
-            warmup_epochs=warmup_epochs,
-            label_smoothing=label_smoothing,
-            aux_weight=aux_weight,
-            scale_min=scale_min,
-            flip=flip,
-            val_fraction=val_fraction,
-            val_on_test=val_on_test,
-            val_clips=val_clips,
-            seed=seed,
-            resume=resume,
-            init_from=tuple(str(path) for path in init_from or ()),
-            freeze=tuple(freeze or ()),
-            reverse_pairs=tuple(reverse_pair or ()),
-            drop_spatial_path=drop_spatial_path,
-            device=device,
-            threads=threads,
-            workers=workers,
-            decode_workers=decode_workers,
-            cache_dir=str(cache_dir) if cache_dir is not None else None,
-            max_minutes=max_minutes,
-            max_videos_per_class=max_videos_per_class,
-            amp=amp,
-            progress=progress,
-        )
-        result = train(config)
-    except (ValueError, FileNotFoundError) as error:
-        console.print(f"[red]error:[/] {error}")
-        raise typer.Exit(code=2) from error
+    config = TrainConfig(
+        data=str(data),
+        out=str(out),
+        dataset_kind=dataset_kind,
+        split=split,
+        splits_dir=str(splits_dir) if splits_dir is not None else None,
+        test_root=str(test_root) if test_root is not None else None,
+        holdout=holdout,
+        preset=preset,
+        paths=paths,
+        epochs_stage1=epochs_stage1,
+        epochs_stage2=epochs_stage2,
+        batch_size=batch_size,
+        optimizer=optimizer,
+        lr=lr,
+        lr_stage2=lr_stage2,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        warmup_epochs=warmup_epochs,
+        label_smoothing=label_smoothing,
+        aux_weight=aux_weight,
+        scale_min=scale_min,
+        flip=flip,
+        val_fraction=val_fraction,
+        val_on_test=val_on_test,
+        val_clips=val_clips,
+        seed=seed,
+        resume=resume,
+        init_from=tuple(str(path) for path in init_from or ()),
+        freeze=tuple(freeze or ()),
+        reverse_pairs=tuple(reverse_pair or ()),
+        drop_spatial_path=drop_spatial_path,
+        device=device,
+        threads=threads,
+        workers=workers,
+        decode_workers=decode_workers,
+        cache_dir=str(cache_dir) if cache_dir is not None else None,
+        max_minutes=max_minutes,
+        max_videos_per_class=max_videos_per_class,
+        amp=amp,
+        progress=progress,
+    )
+    result = train(config)
     if rank != 0:
         return
     state = "finished" if result.completed else "stopped by --max-minutes (resume with --resume)"
-    best = f", best validation accuracy {result.best_val_accuracy:.3f}" if result.best_val_accuracy else ""
-    console.print(f"[bold]{state}[/]: stage {result.stage} epoch {result.epoch}{best}; checkpoints in {out}")
+    use = f"use {result.checkpoint}"
+    if result.best_val_accuracy is not None:
+        use += f" (best validation accuracy {result.best_val_accuracy:.3f})"
+    console.print(f"[bold]{state}[/]: stage {result.stage} epoch {result.epoch}; {use}")

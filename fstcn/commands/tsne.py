@@ -12,7 +12,9 @@ from fstcn.commands import options
 
 
 def command(
-    data: Annotated[Path, typer.Argument(help="Dataset root (UCF101 / HMDB51 / folder layout).")],
+    data: Annotated[
+        Path, typer.Argument(help="Dataset root (UCF101 / HMDB51 / folder layout).", metavar="DATA")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output PNG (tsne.json and tsne.npz beside it).")] = Path(
         "runs/tsne/tsne.png"
     ),
@@ -26,7 +28,7 @@ def command(
     ] = None,
     dataset_kind: options.DatasetKind = "auto",
     split: options.Split = 1,
-    subset: options.Subset = "test",
+    subset: options.Subset = None,
     limit_per_class: Annotated[
         int | None, typer.Option("--limit-per-class", help="At most K videos per class.", min=1)
     ] = None,
@@ -45,39 +47,36 @@ def command(
     import logging
 
     import numpy as np
-    from rich.console import Console
     from rich.table import Table
 
+    from fstcn.commands.console import make_console
     from fstcn.model.datasets import load_dataset
     from fstcn.model.explain import load_explainer, write_json
     from fstcn.model.tsne import FEATURE_SETS, collect_features, run_tsne, save_tsne_png
     from fstcn.model.tsne import limit_per_class as limit_samples
 
-    console = Console()
+    console = make_console()
     logging.basicConfig(level=logging.WARNING)
-    if subset not in ("train", "test"):
-        raise typer.BadParameter(f"subset must be train or test, got {subset!r}")
-    try:
-        runner = load_explainer(checkpoint, device=device)
-        meta = runner.meta
-        dataset = load_dataset(dataset_kind, data, split, subset)  # type: ignore[arg-type]
-        if list(dataset.labels) != list(meta.labels):
-            raise ValueError(
-                f"dataset labels {list(dataset.labels)} differ from the model's {list(meta.labels)}"
-            )
-        samples = limit_samples(dataset.samples, limit_per_class)
-        if len(samples) < 3:
-            raise ValueError(f"need at least 3 {subset} videos in {data}, found {len(samples)}")
-        console.print(
-            f"[bold]{meta.name}[/]: features of {len(samples)} {subset} videos of {data} "
-            f"({clips or meta.sampling.num_clips} clip pairs each, centre crop)"
-        )
-        features, labels, failed = collect_features(samples, runner, num_clips=clips, progress=True)
-        with console.status("t-SNE"):
-            result = run_tsne(features, labels, meta.labels, seed=seed, perplexity=perplexity)
-    except (ValueError, FileNotFoundError) as error:
-        console.print(f"[red]error:[/] {error}")
-        raise typer.Exit(code=2) from error
+    subset, note = options.resolve_subset(subset, data, dataset_kind=dataset_kind, split=split)
+    if note:
+        console.print(note)
+    runner = load_explainer(checkpoint, device=device)
+    meta = runner.meta
+    dataset = load_dataset(dataset_kind, data, split, subset)  # type: ignore[arg-type]
+    if list(dataset.labels) != list(meta.labels):
+        raise ValueError(f"dataset labels {list(dataset.labels)} differ from the model's {list(meta.labels)}")
+    samples = limit_samples(dataset.samples, limit_per_class)
+    if len(samples) < 3:
+        raise ValueError(f"need at least 3 {subset} videos in {data}, found {len(samples)}")
+    console.print(
+        f"[bold]{meta.name}[/]: features of {len(samples)} {subset} videos of {data} "
+        f"({clips or meta.sampling.num_clips} clip pairs each, centre crop)"
+    )
+    features, labels, failed = collect_features(samples, runner, num_clips=clips, progress=True)
+    # The spinner shows only on a terminal; the line says what the next seconds are for everywhere.
+    console.print(f"t-SNE of {len(labels)} videos x {len(features)} feature sets, then the scores and figure")
+    with console.status("t-SNE"):
+        result = run_tsne(features, labels, meta.labels, seed=seed, perplexity=perplexity)
     result.settings.update(
         {
             "data": str(data),

@@ -75,7 +75,8 @@ def load_items(config: TrainConfig, subset: str) -> tuple[list[VideoItem], list[
 def split_holdout(items: Sequence[VideoItem], fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """Seeded per-class hold-out: (train indices, validation indices), both sorted.
 
-    Each class keeps at least one training video; a class with k videos gives round(fraction * k).
+    Each class keeps at least one training video; a class with k videos gives round(fraction * k), and
+    at least one when k >= 2 and fraction > 0, so that a small dataset still chooses `best.pt`.
     """
     rng = np.random.default_rng([seed, 0x5EED])
     by_class: dict[int, list[int]] = {}
@@ -84,7 +85,7 @@ def split_holdout(items: Sequence[VideoItem], fraction: float, seed: int) -> tup
     val: list[int] = []
     for label in sorted(by_class):
         members = by_class[label]
-        count = min(len(members) - 1, int(round(fraction * len(members))))
+        count = min(len(members) - 1, max(int(round(fraction * len(members))), 1 if fraction > 0 else 0))
         if count > 0:
             val.extend(int(i) for i in rng.permutation(members)[:count])
     val_set = set(val)

@@ -49,7 +49,15 @@ from fstcn.model.train.distributed import (
 )
 from fstcn.model.train.objectives import check_freeze, stage_loss, stage_objective, train_mode
 from fstcn.model.train.optim import build_optimizer, learning_rate
-from fstcn.model.train.state import Progress, Resumed, load_initial_weights, load_resume, save_run
+from fstcn.model.train.state import (
+    BEST_CHECKPOINT,
+    LAST_CHECKPOINT,
+    Progress,
+    Resumed,
+    load_initial_weights,
+    load_resume,
+    save_run,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +75,7 @@ class TrainResult:
     stage: int
     epoch: int
     best_val_accuracy: float | None
+    checkpoint: str = ""  # the one to export and evaluate: best.pt when validation chose one, else last.pt
     history: list[dict[str, Any]] = field(default_factory=list)
     weight_digests: list[str] = field(default_factory=list)  # per rank: equal when DDP kept them in sync
 
@@ -134,6 +143,7 @@ class _Trainer:
             progress=self.progress_bars,
         )
         self._build_model()
+        self._log("%s", self._checkpoint_plan())
         resumed = Resumed(Progress(), None, None, None)
         if config.resume:
             resumed = load_resume(
@@ -160,6 +170,16 @@ class _Trainer:
                 return self._result(completed=False)
             progress, optimizer_state, rng_state = Progress(stage, epochs, 0), None, None
         return self._result(completed=True)
+
+    def _checkpoint_plan(self) -> str:
+        """What the run will write, said before it starts: which checkpoint to use afterwards."""
+        last, best = self.out / LAST_CHECKPOINT, self.out / BEST_CHECKPOINT
+        videos = len(self.data.val_videos)
+        if videos:
+            source = "the test list" if self.config.val_on_test else "held-out training videos"
+            return f"checkpoints: {last} every epoch, {best} by stage-2 accuracy on {videos} {source}"
+        why = "--val-fraction 0" if self.config.val_fraction == 0 else "one video per class"
+        return f"checkpoints: {last} every epoch; no validation videos ({why}), so no {best}: use {last}"
 
     def _epochs(self, stage: int) -> int:
         return self.config.epochs_stage1 if stage == 1 else self.config.epochs_stage2
@@ -196,6 +216,7 @@ class _Trainer:
             stage=int(last["stage"]),
             epoch=int(last["epoch"]),
             best_val_accuracy=self.best_val,
+            checkpoint=str(self.out / (BEST_CHECKPOINT if self.best_val is not None else LAST_CHECKPOINT)),
             history=list(self.history),
         )
 
@@ -391,7 +412,7 @@ class _Trainer:
         )
         if self.info.is_main:
             self._append_log(record)
-            logger.info("%s", json.dumps(record))
+            logger.info("%s", _epoch_line(record, self._epochs(stage.number)))
         barrier(self.info)
         return finished
 
@@ -436,3 +457,18 @@ class _Trainer:
         train_mode(self.model, self.model, self.config.freeze)
         correct, total = all_reduce_sum([correct, total], self.info)
         return correct / max(total, 1.0)
+
+
+def _epoch_line(record: dict[str, Any], epochs: int) -> str:
+    """An epoch's log record for people (log.jsonl keeps it whole): rounded, named, one line."""
+    partial = " (partial)" if record.get("partial") else ""
+    parts = [
+        f"stage {record['stage']} epoch {record['epoch']}/{epochs}{partial}",
+        f"loss {record['loss']:.4f}",
+        f"accuracy {record['accuracy']:.3f}",
+    ]
+    if "val_accuracy" in record:
+        parts.append(f"validation accuracy {record['val_accuracy']:.3f}")
+    parts.append(f"{record['seconds']:.1f} s ({record['samples_per_s']:.1f} samples/s)")
+    parts.append(f"lr {record['lr']:.2e}")
+    return ", ".join(parts)

@@ -69,5 +69,8 @@ def test_bad_options_and_models_exit_with_a_message(fake_model_path: Path, tmp_p
     result = run_predict([str(video), "--crops", "7"], {"FSTCN_MODEL_PATH": str(fake_model_path)})
     assert result.returncode == 2 and "crops" in result.stderr and result.stdout == ""
     result = run_predict([str(video), "--model", str(tmp_path / "none.onnx")], {})
-    assert result.returncode == 1 and "model file not found" in result.stderr
+    assert result.returncode == 2 and "--model" in result.stderr and "model file not found" in result.stderr
+    assert "FSTCN_MODEL_PATH" not in result.stderr  # the option the user gave, not a variable they did not
+    result = run_predict([str(video)], {"FSTCN_MODEL_PATH": str(tmp_path / "none.onnx")})
+    assert result.returncode == 1 and "model file not found" in result.stderr  # loads, then fails
     assert "Traceback" not in result.stderr
