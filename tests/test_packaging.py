@@ -103,6 +103,9 @@ def test_the_wheel_holds_one_namespace_and_the_model_and_nothing_of_the_lab(whee
         "fstcn/service/app.py",
         "fstcn/model/network.py",
         "fstcn/bench/runner.py",
+        "fstcn/service/static/index.html",  # the demo page at /
+        "fstcn/service/static/app.js",
+        "fstcn/service/static/style.css",
     } <= set(names)
     assert [name for name in names if name.endswith(".json")] == [], "benchmark results are not packaged"
     lab = [name for name in names if {"experiments", "tests", "results"} & set(name.split("/"))]
@@ -173,10 +176,13 @@ def test_the_installed_wheel_serves_a_prediction_from_anywhere(wheel: Path, tmp_
             except TimeoutError:
                 raise AssertionError(f"fstcn serve did not become ready:\n{log_path.read_text()}") from None
             response = http.post("/predict", files={"file": ("clip.mp4", video.read_bytes(), "video/mp4")})
+            page, script = http.get("/"), http.get("/static/app.js")  # the demo page, from package data
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["model"]["name"] == "fstcn-small" and body["predictions"]
         assert body["predictions"][0]["score"] > 0
+        assert page.status_code == 200 and '<script src="/static/app.js"' in page.text
+        assert script.status_code == 200 and "/predict" in script.text
         # the bundle inside the fresh venv, not this checkout's models/
         assert str(venv / "lib") in log_path.read_text()
     finally:
