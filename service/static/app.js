@@ -139,7 +139,11 @@
   }
 
   function predict(file) {
-    if (busy || !file) return;
+    if (!file) return;
+    if (busy) {
+      setStatus(`Still waiting for the answer about ${pendingFile.name}; drop ${file.name} again after it.`);
+      return;
+    }
     busy = true;
     pendingFile = file;
     clearError();
@@ -174,7 +178,7 @@
       const elapsed = performance.now() - started;
       if (request.status !== 401) pendingFile = null;
       if (request.status === 200) {
-        setStatus(`Done: ${file.name}`);
+        setStatus(`Done: ${file.name}`);  // the result's heading and top label follow it
         showResult(JSON.parse(request.responseText), file, query, elapsed);
         return;
       }

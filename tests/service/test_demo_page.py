@@ -221,6 +221,20 @@ def test_a_file_that_is_not_a_video_shows_the_error_message(
     assert error.get_attribute("data-testid") == "error"
     assert error.text == message
     assert not browser.find_element(By.ID, "result").is_displayed()
+
+    # the same words dropped on the drop zone (a drop event carrying a File, as a desktop drag makes)
+    browser.execute_script(
+        """const [zone, text] = arguments;
+        const dropped = new DataTransfer();
+        dropped.items.add(new File([text], "dropped.txt", {type: "text/plain"}));
+        const drop = {dataTransfer: dropped, bubbles: true, cancelable: true};
+        zone.dispatchEvent(new DragEvent("drop", drop));""",
+        browser.find_element(By.ID, "drop-zone"),
+        notes.read_text(),
+    )
+    status = browser.find_element(By.ID, "status")
+    WebDriverWait(browser, WAIT_S).until(lambda _: status.text == "Failed: dropped.txt")
+    assert error.text == message
     assert console_errors(browser, allowed_statuses=(415,)) == []
 
 
