@@ -137,7 +137,7 @@ class PredictResponse(BaseModel):
                 for clip in prediction.clips
             ],
             video=VideoSummary(
-                duration_s=info.duration_s,
+                duration_s=round(info.duration_s, 4),  # as the clip times are rounded
                 fps=info.fps,
                 width=info.width,
                 height=info.height,
