@@ -6,7 +6,9 @@ route's `responses=` through `error_responses`), extra headers (Retry-After, WWW
 body (`ErrorResponse`: `{"error": {"code", "message"}}`) and the exception handlers that write it
 (`add_error_handlers`). A new code is added here and nowhere else (docs/design.md, "Errors"). Request
 validation errors become 422 `invalid_parameter`, unknown routes and methods 404/405, anything
-unexpected 500 `internal` without internals (the traceback goes to the log only).
+unexpected 500 `internal` without internals (the traceback goes to the log only). Under the open
+inference protocol's paths (`/v2`, `/v2/models...`; `fstcn.service.api.v2`) the same error is written
+in that protocol's body, `{"error": "<code>: <message>"}`, which its clients print.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fstcn.core.errors import FstcnError
 from fstcn.service import metrics
+from fstcn.service.v2_codec import ProtocolError
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,12 @@ class NotReady(FstcnError):
     code = "not_ready"
 
 
+class ModelNotFound(FstcnError):
+    """A model name or version this server does not serve (open inference protocol paths)."""
+
+    code = "not_found"
+
+
 class ErrorBody(BaseModel):
     code: str = Field(
         description="Stable machine-readable error code; the response's status description lists them."
@@ -65,6 +74,7 @@ class ErrorResponse(BaseModel):
 # code -> HTTP status
 ERROR_STATUS: dict[str, int] = {
     "unauthorized": 401,
+    "not_found": 404,
     "video_too_large": 413,
     "unsupported_media": 415,
     "invalid_parameter": 422,
@@ -79,6 +89,7 @@ ERROR_STATUS: dict[str, int] = {
 # status -> what the documented error body means there (openapi.yaml's `responses`)
 STATUS_DESCRIPTIONS: dict[int, str] = {
     401: "unauthorized: missing or wrong API key",
+    404: "not_found: a model name or version this server does not serve",
     413: "video_too_large: bytes, duration, pixels or frames over the limits",
     415: "unsupported_media: not a video, no video stream, or a container not on the allow-list",
     422: "invalid_parameter, invalid_video or video_too_short",
@@ -117,6 +128,20 @@ def headers_of(error: FstcnError) -> dict[str, str]:
     return {}
 
 
+def uses_protocol_body(path: str) -> bool:
+    """Whether errors on `path` are written in the open inference protocol's body (its health aliases
+    keep the house body)."""
+    return path in ("/v2", "/v2/", "/v2/models") or path.startswith("/v2/models/")
+
+
+def protocol_error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries with the open inference protocol's `{"error": "..."}` body for `statuses`."""
+    responses = error_responses(*statuses)
+    for entry in responses.values():
+        entry["model"] = ProtocolError
+    return responses
+
+
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """`responses=` entries of a route with the `{"error": {"code", "message"}}` body for `statuses`."""
     responses: dict[int | str, dict[str, Any]] = {
@@ -141,17 +166,21 @@ def error_body(code: str, message: str) -> dict[str, Any]:
 
 
 def _error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
+    request: Request, status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
     metrics.record_error(code)
-    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+    if uses_protocol_body(request.url.path):
+        body = ProtocolError(error=f"{code}: {message}").model_dump()
+    else:
+        body = error_body(code, message)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def _service_error(request: Request, error: FstcnError) -> JSONResponse:
     status = status_of(error)
     if status >= 500 and error.code != "overloaded":
         logger.warning("%s %s -> %s: %s", request.method, request.url.path, error.code, error.message)
-    return _error_response(status, error.code, error.message, headers_of(error))
+    return _error_response(request, status, error.code, error.message, headers_of(error))
 
 
 async def _validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -159,16 +188,16 @@ async def _validation_error(request: Request, error: RequestValidationError) -> 
     for item in error.errors():
         location = ".".join(str(part) for part in item.get("loc", ()) if part not in ("query", "body"))
         problems.append(f"{location or 'request'}: {item.get('msg', 'invalid')}")
-    return _error_response(422, "invalid_parameter", "; ".join(problems) or "invalid request")
+    return _error_response(request, 422, "invalid_parameter", "; ".join(problems) or "invalid request")
 
 
 async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
     code = HTTP_STATUS_CODES.get(
         error.status_code, "internal" if error.status_code >= 500 else "invalid_request"
     )
-    return _error_response(error.status_code, code, str(error.detail), dict(error.headers or {}))
+    return _error_response(request, error.status_code, code, str(error.detail), dict(error.headers or {}))
 
 
 async def _unexpected_error(request: Request, error: Exception) -> JSONResponse:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
-    return _error_response(500, "internal", "internal server error")
+    return _error_response(request, 500, "internal", "internal server error")

@@ -2,7 +2,8 @@
 
 A pure-ASGI middleware (no `BaseHTTPMiddleware`, which would buffer streamed bodies) that records
 `fstcn_requests_total{route, status}` and `fstcn_request_duration_seconds{route}` for every request, and
-`fstcn_inflight_requests` for the paths it is told are predictions. The metrics themselves are declared
+`fstcn_inflight_requests` for the paths it is told are predictions (route templates such as
+`/v2/models/{name}/infer` included). The metrics themselves are declared
 in `fstcn.service.metrics`.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Collection
 
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fstcn.service import metrics
@@ -21,12 +23,13 @@ class RequestMetricsMiddleware:
 
     Args:
         app: the wrapped application.
-        inflight_paths: request paths counted in `fstcn_inflight_requests` while they are handled.
+        inflight_paths: request paths or route templates counted in `fstcn_inflight_requests` while they
+            are handled.
     """
 
     def __init__(self, app: ASGIApp, *, inflight_paths: Collection[str] = ()) -> None:
         self.app = app
-        self.inflight_paths = frozenset(inflight_paths)
+        self.inflight_paths = [compile_path(path)[0] for path in inflight_paths]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -34,7 +37,8 @@ class RequestMetricsMiddleware:
             return
         start = time.perf_counter()
         status = 500
-        in_flight = scope.get("path") in self.inflight_paths
+        path = scope.get("path", "")
+        in_flight = any(pattern.match(path) for pattern in self.inflight_paths)
         if in_flight:
             metrics.inflight_add(1)
 

@@ -1,10 +1,11 @@
 """The data plane: video file -> probe -> plan -> decode -> clip pairs -> crops -> infer -> fuse.
 
 `Pipeline.predict_file(path, options)` is the whole prediction of one video, blocking; `fstcn predict`
-calls it directly. `Pipeline.predict_upload(stream, content_type, options)` is the server's path: it
-streams the upload to a temporary file (byte limit enforced while reading), runs `predict_file` in a
-worker thread under the engine's admission control, enforces the request time limit over all of it, and
-removes the temporary file on every path.
+calls it directly. `Pipeline.predict_received(receive)` is the server's path: it receives a request's
+videos as temporary files (`receive`: byte limits enforced while reading), runs `predict_file` on each
+in one worker thread under the engine's admission control, enforces the request time limit over all of
+it, and removes the temporary files on every path. `predict_upload(stream, content_type, options)` is
+that path for one multipart upload (`POST /predict`).
 
 Decoding, scoring and fusion are the core's one path (`fstcn.core.scoring`: `decode_planned`, then
 `score_video` with the engine as its runner); this module adds what serving needs around it. Each stage
@@ -18,7 +19,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from fstcn.core.video.decode import DecodedVideo, VideoInfo, VideoLimits, probe_
 from fstcn.service import metrics
 from fstcn.service.admission import ConcurrencyLimiter
 from fstcn.service.engine import Engine
-from fstcn.service.upload import receive_upload
+from fstcn.service.upload import UploadedFile, receive_upload
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class Pipeline:
         limits: duration/frames/pixels limits checked from the headers and again while decoding.
         limiter: admission control (None: `predict_file` only, e.g. the CLI).
         max_upload_bytes: byte limit of uploads.
-        request_timeout_s: limit of one `predict_upload`, upload included.
+        request_timeout_s: limit of one request (`predict_received`), upload included.
         decode_threads: FFmpeg decoder threads (0 = FFmpeg's choice).
         recheck: re-score close calls with an exact-crops model (None: never).
     """
@@ -114,30 +115,48 @@ class Pipeline:
     async def predict_upload(
         self, stream: AsyncIterator[bytes], content_type: str | None, options: PredictOptions
     ) -> Prediction:
-        """Receive an upload and predict on it within the request time limit (RequestTimeout: 504)."""
+        """Receive a multipart upload and predict on it within the request time limit."""
+        options = self.resolve(options)  # refuse bad options before reading a byte
+
+        async def receive() -> tuple[Sequence[UploadedFile], PredictOptions]:
+            upload = await receive_upload(stream, content_type or "", max_bytes=self.max_upload_bytes)
+            return [upload], options
+
+        (prediction,) = await self.predict_received(receive)
+        return prediction
+
+    async def predict_received(
+        self, receive: Callable[[], Awaitable[tuple[Sequence[UploadedFile], PredictOptions]]]
+    ) -> list[Prediction]:
+        """Receive a request's videos and options (`receive`), then predict on each video in order in one
+        worker job, all within the request time limit (RequestTimeout: 504). The files are removed on
+        every path, by the worker once it ran."""
         if self.limiter is None:
-            raise RuntimeError("predict_upload needs a ConcurrencyLimiter")
-        options = self.resolve(options)
+            raise RuntimeError("predict_received needs a ConcurrencyLimiter")
         self.limiter.check()  # refuse before reading a byte when the queue is already full
         deadline = time.monotonic() + self.request_timeout_s
         try:
             async with asyncio.timeout(self.request_timeout_s):
-                upload = await receive_upload(stream, content_type or "", max_bytes=self.max_upload_bytes)
+                uploads, options = await receive()
                 started = threading.Event()
 
-                def job() -> Prediction:
-                    # the worker removes the file when it is done with it, even after the caller gave up
+                def job() -> list[Prediction]:
+                    # the worker removes the files when it is done with them, even after the caller gave up
                     started.set()
                     try:
-                        return self.predict_file(upload.path, options, deadline=deadline)
+                        return [
+                            self.predict_file(upload.path, options, deadline=deadline) for upload in uploads
+                        ]
                     finally:
-                        upload.cleanup()
+                        for upload in uploads:
+                            upload.cleanup()
 
                 try:
                     return await self.limiter.run(job)
                 finally:
                     if not started.is_set():  # refused, or gave up while queued: the job never ran
-                        upload.cleanup()
+                        for upload in uploads:
+                            upload.cleanup()
         except TimeoutError:
             raise RequestTimeout(f"the request took longer than {self.request_timeout_s:g} s") from None
 

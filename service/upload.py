@@ -3,7 +3,9 @@
 `receive_upload` parses a multipart/form-data body chunk by chunk with python-multipart's streaming
 `MultipartParser` and writes the part named `file` straight to a temporary file, so the body is never
 held in memory. As soon as the written bytes exceed `max_bytes` it raises `VideoTooLarge` and stops
-reading (the rest of the body is not consumed). `save_stream_to_file` does the same for a raw body.
+reading (the rest of the body is not consumed). `save_stream_to_file` does the same for a raw body, and
+`TensorBody` for an open inference protocol body (its JSON header, then each element of its BYTES
+input to a temporary file of its own; the format is `fstcn.service.v2_codec`'s).
 On every error, cancellation included, the temporary file is removed before the exception leaves; on
 success the caller owns an `UploadedFile`, a (sync or async) context manager that removes it.
 Framework-agnostic: the chunks come from any async iterator of bytes (e.g. Starlette's
@@ -24,6 +26,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from fstcn.core.errors import InvalidParameter, VideoTooLarge
+from fstcn.service.v2_codec import BytesSplitter, ElementPiece
 
 logger = logging.getLogger(__name__)
 
@@ -247,3 +250,88 @@ async def save_stream_to_file(
         if not finished_reading:
             await _close_iterator(chunks)
         raise
+
+
+class TensorBody:
+    """An open inference protocol request body, read from `chunks` in two steps.
+
+    `read_header(max_bytes)` returns the JSON header: the first `header_length` bytes (the request's
+    `Inference-Header-Content-Length`), or the whole body when that is None. `receive_elements(count,
+    size, max_bytes=...)` then streams the binary data, one BYTES input of `count` elements in `size`
+    bytes, each element to its own temporary file. Limits are enforced before and while reading
+    (`VideoTooLarge`, the rest is not read); a body that does not match its header is
+    `InvalidParameter`. No temporary file outlives an exception.
+    """
+
+    def __init__(self, chunks: AsyncIterator[bytes], header_length: int | None) -> None:
+        if header_length is not None and header_length < 0:
+            raise InvalidParameter(f"Inference-Header-Content-Length must be >= 0, got {header_length}")
+        self._chunks = chunks
+        self._header_length = header_length
+        self._rest = b""  # bytes read past the header
+        self._finished_reading = False
+
+    async def read_header(self, max_bytes: int) -> bytes:
+        wanted = self._header_length
+        if wanted is not None and wanted > max_bytes:
+            await _close_iterator(self._chunks)
+            raise VideoTooLarge(f"the inference header is larger than the limit of {max_bytes} bytes")
+        header = bytearray()
+        try:
+            async for chunk in self._chunks:
+                header += chunk
+                if wanted is not None and len(header) >= wanted:
+                    self._rest = bytes(header[wanted:])
+                    return bytes(header[:wanted])
+                if len(header) > max_bytes:
+                    raise VideoTooLarge(f"the inference header is larger than the limit of {max_bytes} bytes")
+        except BaseException:
+            await _close_iterator(self._chunks)
+            raise
+        self._finished_reading = True
+        if wanted is not None and len(header) < wanted:
+            raise InvalidParameter(f"the body ended after {len(header)} of the header's {wanted} bytes")
+        return bytes(header)
+
+    async def receive_elements(
+        self, count: int, size: int, *, max_bytes: int, directory: Path | None = None
+    ) -> list[UploadedFile]:
+        if size > max_bytes:
+            await _close_iterator(self._chunks)
+            raise VideoTooLarge(f"the videos are larger than the limit of {max_bytes} bytes")
+        splitter = BytesSplitter(count, size)
+        files: list[UploadedFile] = []
+        sink: IO[bytes] | None = None
+        try:
+            if self._rest:
+                sink = self._write(splitter.feed(self._rest), files, sink, directory)
+            if not self._finished_reading:
+                async for chunk in self._chunks:
+                    sink = self._write(splitter.feed(chunk), files, sink, directory)
+                self._finished_reading = True
+            splitter.finish()
+            return files
+        except BaseException:
+            if sink is not None:
+                sink.close()
+            for upload in files:
+                upload.cleanup()
+            if not self._finished_reading:
+                await _close_iterator(self._chunks)
+            raise
+
+    @staticmethod
+    def _write(
+        pieces: list[ElementPiece], files: list[UploadedFile], sink: IO[bytes] | None, directory: Path | None
+    ) -> IO[bytes] | None:
+        """Write pieces to their element's file; returns the file still open (an element in progress)."""
+        for piece in pieces:
+            if sink is None:
+                sink, path = _new_temp_file(directory)
+                files.append(UploadedFile(path, None, 0))
+            sink.write(piece.data)
+            files[-1].size += len(piece.data)
+            if piece.last:
+                sink.close()
+                sink = None
+        return sink

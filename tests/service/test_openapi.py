@@ -20,6 +20,13 @@ DOCUMENTED_PATHS = {
     "/v2/health/ready",
     "/v1/model",
     "/metrics",
+    "/v2",
+    "/v2/models/{name}",
+    "/v2/models/{name}/versions/{version}",
+    "/v2/models/{name}/ready",
+    "/v2/models/{name}/versions/{version}/ready",
+    "/v2/models/{name}/infer",
+    "/v2/models/{name}/versions/{version}/infer",
 }
 
 
@@ -67,3 +74,32 @@ def test_the_http_contract_is_documented() -> None:
     assert set(schemas["ErrorBody"]["properties"]) == {"code", "message"}
     for path in ("/healthz", "/readyz", "/v2/health/live", "/v2/health/ready"):
         assert "security" not in doc["paths"][path]["get"], path  # probes never need the key
+
+
+def test_the_inference_protocol_is_documented() -> None:
+    doc = committed()
+    schemas = doc["components"]["schemas"]
+    for path in DOCUMENTED_PATHS:
+        if path.startswith("/v2/models") or path == "/v2":
+            (operation,) = doc["paths"][path].values()
+            assert operation["security"], path  # behind the API key, as /predict
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):  # the protocol's error body, never the house one
+                    assert response["content"]["application/json"]["schema"]["$ref"].endswith(
+                        "/ProtocolError"
+                    )
+    infer = doc["paths"]["/v2/models/{name}/infer"]["post"]
+    assert set(infer["requestBody"]["content"]) == {"application/octet-stream", "application/json"}
+    assert infer["requestBody"]["content"]["application/json"]["schema"]["required"] == ["inputs"]
+    assert [p["name"] for p in infer["parameters"]] == ["name", "Inference-Header-Content-Length"]
+    assert set(infer["responses"]) == {"200", "401", "404", "413", "415", "422", "500", "503", "504"}
+    assert set(infer["responses"]["200"]["content"]) == {"application/json", "application/octet-stream"}
+    assert set(schemas["InferResponse"]["properties"]) == {"model_name", "model_version", "id", "outputs"}
+    assert set(schemas["ProtocolError"]["properties"]) == {"error"}
+    assert set(schemas["ModelMetadataResponse"]["properties"]) == {
+        "name",
+        "versions",
+        "platform",
+        "inputs",
+        "outputs",
+    }

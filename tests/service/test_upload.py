@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from fstcn.core.errors import InvalidParameter, VideoTooLarge
-from fstcn.service.upload import TEMP_PREFIX, UploadedFile, receive_upload, save_stream_to_file
+from fstcn.service.upload import TEMP_PREFIX, TensorBody, UploadedFile, receive_upload, save_stream_to_file
+from fstcn.service.v2_codec import encode_bytes
 
 BOUNDARY = "fstcn-test-boundary-1234"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
@@ -178,3 +179,80 @@ def test_save_stream_to_file(tmp_path: Path) -> None:
         run(save_stream_to_file(aiter(stream), 5_000, directory=tmp_path))
     assert stream.consumed <= 6 < len(stream.chunks)
     assert leftovers(tmp_path) == []
+
+
+# ------------------------------------------------- open inference protocol bodies (TensorBody)
+TENSOR_HEADER = b'{"inputs": []}'
+VIDEOS = [b"first" * 300, b"", b"third" * 500]
+
+
+def tensor_body(
+    chunk_size: int, header: bytes = TENSOR_HEADER, videos: list[bytes] = VIDEOS
+) -> CountingStream:
+    return CountingStream(header + encode_bytes(videos), chunk_size)
+
+
+async def receive_tensors(
+    stream: CountingStream, directory: Path, *, header_length: int | None = len(TENSOR_HEADER), **limits: int
+) -> tuple[bytes, list[UploadedFile]]:
+    body = TensorBody(stream.__aiter__(), header_length)
+    header = await body.read_header(limits.get("max_header", 1000))
+    size = limits.get("size", len(encode_bytes(VIDEOS)))
+    files = await body.receive_elements(
+        limits.get("count", len(VIDEOS)), size, max_bytes=limits.get("max_bytes", 10**6), directory=directory
+    )
+    return header, files
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, len(TENSOR_HEADER), 1000, 10**6])
+def test_tensor_body_header_then_each_element_to_its_own_file(tmp_path: Path, chunk_size: int) -> None:
+    header, files = run(receive_tensors(tensor_body(chunk_size), tmp_path))
+    assert header == TENSOR_HEADER
+    assert [upload.path.read_bytes() for upload in files] == VIDEOS
+    assert [upload.size for upload in files] == [len(video) for video in VIDEOS]
+    assert len({upload.path for upload in files}) == 3 and all(
+        p.parent == tmp_path for p in leftovers(tmp_path)
+    )
+    for upload in files:
+        upload.cleanup()
+    assert leftovers(tmp_path) == []
+
+
+def test_tensor_body_without_a_header_length_is_all_header(tmp_path: Path) -> None:
+    body = TensorBody(CountingStream(TENSOR_HEADER, 3).__aiter__(), None)
+    assert run(body.read_header(100)) == TENSOR_HEADER
+
+
+@pytest.mark.parametrize(
+    ("limits", "error", "message"),
+    [
+        ({"header_length": 2000}, VideoTooLarge, "inference header is larger"),
+        ({"header_length": None}, VideoTooLarge, "inference header is larger"),
+        ({"max_bytes": 1000}, VideoTooLarge, "videos are larger than the limit of 1000 bytes"),
+        ({"count": 2}, InvalidParameter, "more than its shape's 2 elements"),
+        ({"size": 10}, InvalidParameter, "longer than"),
+        ({"size": 10**5}, InvalidParameter, "the body ended after"),
+    ],
+)
+def test_tensor_body_refusals_leave_no_file(
+    tmp_path: Path, limits: dict[str, int | None], error: type[Exception], message: str
+) -> None:
+    stream = tensor_body(100)
+    header_length = limits.pop("header_length", len(TENSOR_HEADER))
+    with pytest.raises(error, match=message):
+        run(receive_tensors(stream, tmp_path, header_length=header_length, **limits))  # type: ignore[arg-type]
+    assert leftovers(tmp_path) == []
+    assert stream.closed or stream.consumed == 0  # released, or never started
+
+
+def test_tensor_body_limits_are_enforced_before_reading(tmp_path: Path) -> None:
+    stream = tensor_body(100)
+    with pytest.raises(VideoTooLarge):
+        run(receive_tensors(stream, tmp_path, max_bytes=10))
+    assert stream.consumed == 1  # the header's chunk only: the declared size alone was refused
+
+
+def test_tensor_body_ending_inside_the_header(tmp_path: Path) -> None:
+    body = TensorBody(CountingStream(TENSOR_HEADER, 4).__aiter__(), len(TENSOR_HEADER) + 5)
+    with pytest.raises(InvalidParameter, match=f"ended after {len(TENSOR_HEADER)} of the header's"):
+        run(body.read_header(1000))
