@@ -21,7 +21,7 @@ from fastapi import FastAPI
 
 from fstcn.service import metrics
 from fstcn.service.admission import ConcurrencyLimiter
-from fstcn.service.api import health, model, predict
+from fstcn.service.api import demo, health, model, predict
 from fstcn.service.api import metrics as metrics_api
 from fstcn.service.engine import Engine
 from fstcn.service.errors import add_error_handlers
@@ -70,6 +70,7 @@ def create_app(
     app.include_router(model.router)
     app.include_router(health.router)
     app.include_router(metrics_api.router)
+    app.include_router(demo.router)
 
     add_error_handlers(app)
     app.add_middleware(RequestMetricsMiddleware, inflight_paths=[predict.PATH])
