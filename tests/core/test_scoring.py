@@ -211,6 +211,8 @@ def info_with(duration_s: float, fps: float = 25.0) -> VideoInfo:
     ("duration_s", "fps", "last"),
     [
         (2.0, 25.0, 1.96),  # the last frame starts one frame before the end
+        (0.5, 25.0, 0.46),  # under a second long
+        (10.0, 0.5, 8.0),  # a slide show: one frame every 2 s
         (2.0, 0.0, 2.0),  # unknown frame rate: the duration itself
         (2.0, float("nan"), 2.0),
         (0.0, 25.0, 0.0),  # unknown duration
