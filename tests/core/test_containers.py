@@ -452,6 +452,14 @@ def external_reference(
     return path
 
 
+@pytest.fixture
+def reference_movie(
+    tmp_path: Path, video_factory: Callable[..., Path], canary: FifoCanary
+) -> Callable[[int], Path]:
+    """reference_movie(levels): `external_reference` to this test's canary."""
+    return lambda levels: external_reference(tmp_path, video_factory, canary, levels=levels)
+
+
 DREFS_ON = {**ISOBMFF.options, "enable_drefs": "1"}
 
 
@@ -466,13 +474,9 @@ DREFS_ON = {**ISOBMFF.options, "enable_drefs": "1"}
     ids=["enable_drefs", "use_absolute_path"],
 )
 def test_each_reference_option_alone_keeps_the_demuxer_from_asking(
-    tmp_path: Path,
-    video_factory: Callable[..., Path],
-    canary: FifoCanary,
-    levels: int,
-    options: dict[str, str],
+    reference_movie: Callable[[int], Path], canary: FifoCanary, levels: int, options: dict[str, str]
 ) -> None:
-    path = external_reference(tmp_path, video_factory, canary, levels=levels)
+    path = reference_movie(levels)
     guard = open_forced(path, replace(ISOBMFF, options=options))
     assert guard.attempts == []
     assert not canary.release()
@@ -484,13 +488,9 @@ def test_each_reference_option_alone_keeps_the_demuxer_from_asking(
     ids=["drefs-enabled", "absolute-paths-allowed"],
 )
 def test_positive_control_once_allowed_the_demuxer_asks_for_the_reference(
-    tmp_path: Path,
-    video_factory: Callable[..., Path],
-    canary: FifoCanary,
-    levels: int,
-    options: dict[str, str],
+    reference_movie: Callable[[int], Path], canary: FifoCanary, levels: int, options: dict[str, str]
 ) -> None:
-    path = external_reference(tmp_path, video_factory, canary, levels=levels)
+    path = reference_movie(levels)
     with pytest.raises(UnsupportedMedia, match="external resources"):
         open_forced(path, replace(ISOBMFF, options=options))
     assert not canary.release()
