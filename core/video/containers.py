@@ -10,9 +10,11 @@ external media, ...), and its probing picks whichever of ~350 demuxers claims th
    with `UnsupportedMedia` before FFmpeg sees a byte.
 2. `open_container` opens the file with an explicit `format=` (FFmpeg never probes other demuxers;
    `format_whitelist` names the same single demuxer), through a Python file object, so FFmpeg itself
-   opens no file at all. Every nested open FFmpeg attempts goes through `io_open`, which refuses it
-   and records the attempt; `protocol_whitelist` names no existing protocol, and the QuickTime demuxer
-   gets `enable_drefs=0` and `use_absolute_path=0`. A refused attempt turns into `UnsupportedMedia`.
+   opens no file at all. The nested opens of the allowed demuxers go through `io_open`, which refuses
+   them and records the attempt; not every demuxer asks `io_open` (the concat demuxer opens its entries
+   directly), so `protocol_whitelist` names no existing protocol as well, and the QuickTime demuxer gets
+   `enable_drefs=0` and `use_absolute_path=0`. Each layer holds on its own (tests/core/test_containers.py
+   tests them one at a time). A refused attempt turns into `UnsupportedMedia`.
 3. After opening, the demuxer in use must still be on the allow-list.
 
 Decoders get `max_pixels` so a frame bigger than the limit is refused before it is allocated.
