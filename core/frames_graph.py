@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -50,9 +51,11 @@ __all__ = [
     "GRAPH_KEY",
     "GraphInfo",
     "TrunkLayer",
+    "bundle_graph_paths",
     "crop_box_array",
     "frame_feeds",
     "frame_indices",
+    "served_graph_path",
     "shared_window_index",
 ]
 
@@ -68,6 +71,29 @@ DIFF_INDEX_INPUT = "diff_index"
 CROP_BOXES_INPUT = "crop_boxes"
 CROP_INDEX_INPUT = "crop_index"
 VIEWS_INPUT = "views"
+
+# The fast graphs of a bundle live beside its plain graph NAME.onnx under these names.
+EXACT_GRAPH_SUFFIX = ".frames.onnx"
+TRUNK_GRAPH_SUFFIX = ".trunk.onnx"
+
+
+def bundle_graph_paths(model_path: str | Path) -> dict[str, Path]:
+    """Where the fast graphs of the plain graph `NAME.onnx` live: "exact" -> NAME.frames.onnx (exact
+    crops inside the graph), "shared" -> NAME.trunk.onnx (shared trunk)."""
+    stem = Path(model_path).with_suffix("")
+    return {
+        "exact": stem.with_name(stem.name + EXACT_GRAPH_SUFFIX),
+        "shared": stem.with_name(stem.name + TRUNK_GRAPH_SUFFIX),
+    }
+
+
+def served_graph_path(model_path: str | Path, *, exact_crops: bool) -> Path:
+    """The file of the bundle whose plain graph is `model_path` that serves it: the fastest graph beside
+    it, NAME.trunk.onnx, else NAME.frames.onnx, else NAME.onnx itself; with `exact_crops`, the paper's
+    exact crops, NAME.frames.onnx, else NAME.onnx (docs/design.md, "Frames graphs")."""
+    graphs = bundle_graph_paths(model_path)
+    order = ("exact",) if exact_crops else ("shared", "exact")
+    return next((graphs[kind] for kind in order if graphs[kind].is_file()), Path(model_path))
 
 
 @dataclass(frozen=True)

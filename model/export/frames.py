@@ -34,6 +34,7 @@ from fstcn.core.frames_graph import (
     FRAMES_INPUT,
     GRAPH_KEY,
     GraphInfo,
+    bundle_graph_paths,
 )
 from fstcn.core.meta import APPEARANCE_INPUT, META_KEY, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
 from fstcn.core.runtime import CPU, OnnxModel
@@ -58,12 +59,9 @@ class FramesExportResult:
 
 
 def frames_graph_paths(model_path: str | Path) -> dict[str, Path]:
-    """Where the fast graphs of `models/NAME.onnx` live: NAME.frames.onnx (exact), NAME.trunk.onnx."""
-    stem = Path(model_path).with_suffix("")
-    return {
-        "exact": stem.with_name(f"{stem.name}.frames.onnx"),
-        "shared": stem.with_name(f"{stem.name}.trunk.onnx"),
-    }
+    """Where the fast graphs of `models/NAME.onnx` live: NAME.frames.onnx (exact), NAME.trunk.onnx (the
+    names the service looks for, `fstcn.core.frames_graph.bundle_graph_paths`)."""
+    return bundle_graph_paths(model_path)
 
 
 def plain_graph_meta(plain: onnx.ModelProto) -> ModelMeta:

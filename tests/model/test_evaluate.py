@@ -20,8 +20,10 @@ from fstcn.core.video.decode import decode_video
 from fstcn.model.datasets import VideoSample, load_dataset
 from fstcn.model.evaluate import (
     CROP_SUBSETS,
+    bundle_forms,
     confusion_matrix,
     evaluate_samples,
+    load_form_runners,
     load_runner,
     topk_correct,
     video_probs,
@@ -250,3 +252,33 @@ def test_cli_evaluate_writes_report_and_png(toy_model: Path, toy_dataset: Path, 
     assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = CliRunner().invoke(app, ["evaluate", "--model", str(toy_model), "--data", str(tmp_path / "none")])
     assert bad.exit_code == 2 and "not a folder" in " ".join(bad.output.split())
+
+
+def test_the_forms_of_a_bundle_are_scored_side_by_side(tmp_path: Path) -> None:
+    """A bundle with fast graphs: `fstcn evaluate` compares its served default (the shared trunk) with
+    exact crops by itself; each form is scored from the same decode, the exact frames graph and the
+    plain graph agree on every video, and the report carries every form's results and agreement."""
+    from tests.model.tiny import LABELS as TINY_LABELS
+    from tests.model.tiny import tiny_bundle
+
+    plain, paths = tiny_bundle(tmp_path / "bundle")
+    assert bundle_forms(plain) == ("default", "exact")
+    assert bundle_forms(paths["exact"]) == ()  # a single graph: nothing to compare it with
+    runners = load_form_runners(plain, ("default", "exact", "plain"), device="cpu")
+    assert [runner.form for runner in runners.values()] == ["shared-lower", "exact", "plain"]  # type: ignore[attr-defined]
+    samples = []
+    for index, label in enumerate(TINY_LABELS):
+        path = write_video(tmp_path / f"{label}.mp4", seconds=1.0 + 0.2 * index, width=56, height=40)
+        samples.append(VideoSample(path, index, label))
+    report = evaluate_samples(samples, TINY_LABELS, runners, progress=False)
+    assert list(report.forms) == ["default", "exact", "plain"]
+    assert report.results == report.forms["default"]["results"]  # the first form is the report's
+    assert report.forms["default"]["agreement"] == 1.0
+    assert report.forms["exact"]["predicted"] == report.forms["plain"]["predicted"]
+    assert report.forms["exact"]["results"] == report.forms["plain"]["results"]
+    assert [video["predicted"] for video in report.videos] == report.forms["default"]["predicted"]
+    assert report.forms["default"]["form"] == "shared-lower"
+    with pytest.raises(ValueError, match="unknown form"):
+        load_form_runners(plain, ("fast",))
+    with pytest.raises(ValueError, match="not an .onnx file"):
+        load_form_runners(plain.with_suffix(".pt"), ("exact",))
