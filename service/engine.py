@@ -2,8 +2,9 @@
 
 `Engine.load(path, ...)` opens the model through `fstcn.core.runtime.OnnxModel` (metadata, I/O checks,
 execution providers, the feeds builder of whatever graph the file holds) and adds what serving needs:
-cross-request batching (`DynamicBatcher`, for the plain graph, whose rows from different requests can
-share one run), a warm-up that marks the engine ready, and the batch-size metric. The engine is a
+cross-request batching (`DynamicBatcher`: the requests of one batch whose feeds can share a run, as the
+model's `batch_key` says, run merged; the others alone), a warm-up that marks the engine ready, and the
+batch-size metric. The engine is a
 `fstcn.core.scoring.Runner`: `prepare(frames, frame_times, plan, num_crops) -> feeds` and
 `run(feeds) -> probs (M*K, N)`, blocking and thread-safe, whatever graph it holds.
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,21 +61,14 @@ class Engine:
 
     Args:
         model: the loaded ONNX model.
-        batching: merge concurrent requests' rows into one run (plain graph only; None = off).
+        batching: merge concurrent requests' feeds into shared runs (None = off).
     """
 
     def __init__(self, model: OnnxModel, *, batching: BatchingOptions | None = None) -> None:
         self.model = model
         self._ready = threading.Event()
         self._batcher: DynamicBatcher[Feeds, FloatArray] | None = None
-        # A frames graph's feeds index into their own request's frames: two requests cannot share a run.
-        if batching is not None and model.form != "plain":
-            logger.warning(
-                "cross-request batching applies to the plain graph only; %s is a %s graph: batching off",
-                model.path,
-                model.form,
-            )
-        elif batching is not None:
+        if batching is not None:
             self._batcher = DynamicBatcher(
                 self._run_many, max_batch_size=batching.max_batch_size, max_delay_s=batching.max_delay_s
             )
@@ -176,14 +170,18 @@ class Engine:
             self._batcher.close()
 
     def _run_many(self, items: list[Feeds]) -> list[FloatArray]:
-        """The batch function: concatenate the requests' rows, run once, split the probs back."""
-        rows = [self.model.rows(feeds) for feeds in items]
-        # each input: (sum B_i, ...) along the row axis
-        merged = (
-            items[0]
-            if len(items) == 1
-            else {name: np.concatenate([f[name] for f in items]) for name in items[0]}
-        )
-        probs = self.model.run(merged)
-        metrics.observe_batch(probs.shape[0])
-        return list(np.split(probs, np.cumsum(rows)[:-1]))
+        """The batch function: the requests whose feeds can share a run (equal `batch_key`: any plain
+        graph's; a frames graph's with one frame size and crop set) run merged, the others alone; each
+        run's probs are split back into the requests' rows."""
+        groups: dict[Hashable, list[int]] = {}
+        for index, feeds in enumerate(items):
+            groups.setdefault(self.model.batch_key(feeds), []).append(index)
+        results: list[FloatArray | None] = [None] * len(items)
+        for members in groups.values():
+            group = [items[index] for index in members]
+            rows = [self.model.rows(feeds) for feeds in group]
+            probs = self.model.run(group[0] if len(group) == 1 else self.model.merge(group))
+            metrics.observe_batch(probs.shape[0])
+            for index, part in zip(members, np.split(probs, np.cumsum(rows)[:-1]), strict=True):
+                results[index] = part
+        return [probs for probs in results if probs is not None]

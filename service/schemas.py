@@ -207,7 +207,7 @@ class ModelResponse(BaseModel):
     )
     providers: list[str] = Field(description="ONNX Runtime execution providers in use, in order.")
     batching: bool = Field(
-        description="Whether concurrent requests are batched into one run (in effect: the plain form only)."
+        description="Whether concurrent requests are batched into shared runs (any form)."
     )
 
     @classmethod

@@ -1,6 +1,7 @@
 """Service test fixtures: the fake contract model, settings, an in-process client, a `fstcn serve` process.
 
 - `fake_model_path`: the tiny ONNX model of `tests/service/fake_model.py` (session-wide).
+- `tiny_models`: a random-weight `tiny` FstCN as plain, exact, shared-trunk and branch graphs (session-wide).
 - `make_settings(**overrides)`: `Settings` for the fake model, independent of the caller's FSTCN_* env.
 - `client`: a TestClient (lifespan run, model warm) for the default settings.
 - `server`: `fstcn serve` in a subprocess with the fake model and a 2 MiB upload limit, module-wide.
@@ -24,6 +25,14 @@ from tests.service.servers import ServerProcess, TestClient, open_client, serve_
 @pytest.fixture(scope="session")
 def fake_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_fake_model(tmp_path_factory.mktemp("model") / "fake.onnx")
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
+    """A random-weight `tiny` model exported with every graph form (`tests.model.tiny.tiny_bundle`)."""
+    from tests.model.tiny import tiny_bundle  # torch: only the tests that ask for it import it
+
+    return tiny_bundle(tmp_path_factory.mktemp("tiny-bundle"))
 
 
 @pytest.fixture

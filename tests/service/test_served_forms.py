@@ -6,6 +6,7 @@ batching is in effect, and the recheck model is loaded and checked from the sett
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,8 +29,8 @@ from tests.service.servers import open_client
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Path]]:
-    return tiny_bundle(tmp_path_factory.mktemp("served"))
+def models(tiny_models: tuple[Path, dict[str, Path]]) -> tuple[Path, dict[str, Path]]:
+    return tiny_models
 
 
 def _pipeline(path: Path, batching: BatchingOptions | None = None) -> Pipeline:
@@ -45,10 +46,10 @@ def test_frames_graph_predictions_equal_the_plain_graph(
     plain_path, paths = models
     video = video_factory("fast.mp4", seconds=3.0, width=96, height=64)
     plain = _pipeline(plain_path)
-    exact = _pipeline(paths["exact"], batching=BatchingOptions())  # batching is ignored, with a warning
+    exact = _pipeline(paths["exact"], batching=BatchingOptions())
     trunk = _pipeline(paths["shared"])
     assert (plain.engine.form, exact.engine.form, trunk.engine.form) == ("plain", "exact", "shared-lower")
-    assert not exact.engine.batching
+    assert exact.engine.batching
     options = PredictOptions(crops=crops, clips=3)
     expected = plain.predict_file(video, options)
     got = exact.predict_file(video, options)
@@ -79,6 +80,71 @@ def test_every_form_keeps_the_runner_contract(models: tuple[Path, dict[str, Path
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
+class CountingSession:
+    """Wraps an InferenceSession and records the rows of every run's output."""
+
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self.session, self.rows = session, list[int]()
+
+    def run(self, outputs: list[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        result = self.session.run(outputs, feeds)
+        self.rows.append(int(result[0].shape[0]))
+        return result
+
+
+@pytest.mark.parametrize("form", ["plain", "exact", "shared", "branch"])
+def test_batched_runs_equal_unbatched_runs_for_every_form(
+    models: tuple[Path, dict[str, Path]], form: str
+) -> None:
+    """Six concurrent requests in one batch: frames of two sizes and three crop counts. Those whose feeds
+    can share a run (any plain graph's; a frames graph's with one frame size and crop count) run merged,
+    the others alone, and every request gets the probabilities it gets alone (within 1e-5)."""
+    plain_path, paths = models
+    path = plain_path if form == "plain" else paths[form]
+    alone = Engine.load(path, providers=[CPU], intra_op_threads=1)
+    batched = Engine.load(
+        path,
+        providers=[CPU],
+        intra_op_threads=1,
+        batching=BatchingOptions(max_batch_size=6, max_delay_s=2.0),
+    )
+    counting = CountingSession(batched.model.session)
+    batched.model.session = counting  # type: ignore[assignment]
+    meta = alone.meta
+    rng = np.random.default_rng(1)
+    requests = []
+    for index, (width, crops, clips) in enumerate(
+        [(56, 18, 2), (56, 18, 3), (72, 18, 2), (56, 9, 1), (56, 18, 1), (72, 1, 2)]
+    ):
+        frames = rng.integers(0, 256, (30 + 5 * index, meta.resize_short, width, 3), dtype=np.uint8)
+        times = np.arange(len(frames)) / meta.sampling.ref_fps
+        plan = plan_clip_pairs(0.0, float(times[-1]), meta.sampling, clips)
+        requests.append(alone.prepare(frames, times, plan, crops))
+    expected = [alone.run(feeds) for feeds in requests]
+    results: dict[int, np.ndarray] = {}
+
+    def call(index: int) -> None:
+        results[index] = batched.run(requests[index])
+
+    try:
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(requests))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        batched.close()
+    assert sorted(results) == list(range(len(requests)))
+    for index, probs in enumerate(expected):
+        np.testing.assert_allclose(results[index], probs, atol=1e-5, rtol=0)
+    # plain: every request in one run; frames graphs: requests 0, 1 and 4 (56 wide, 18 crops) in one
+    # run, each of the others alone
+    rows = [len(probs) for probs in expected]
+    merged = sum(rows) if form == "plain" else rows[0] + rows[1] + rows[4]
+    assert merged in counting.rows
+    assert len(counting.rows) == (1 if form == "plain" else 4)
+
+
 @pytest.mark.parametrize(
     ("form", "served"), [("exact", "exact"), ("shared", "shared-lower"), ("branch", "shared-branch")]
 )
@@ -86,12 +152,12 @@ def test_model_endpoint_describes_the_served_frames_graph(
     models: tuple[Path, dict[str, Path]], form: str, served: str
 ) -> None:
     """A frames graph served with batching configured: /v1/model names its form and its uint8 frames and
-    index inputs, and says batching is off (a frames graph's requests never share a run)."""
+    index inputs, and says batching is on (requests with one frame size and crop count share runs)."""
     _, paths = models
     settings = Settings(model_path=paths[form], providers="cpu", batching=True)
     with open_client(create_app(settings)) as client:
         body = client.get("/v1/model").json()
-    assert body["form"] == served and body["batching"] is False
+    assert body["form"] == served and body["batching"] is True
     inputs = {item["name"]: item for item in body["input"]["graph_inputs"]}
     crop_input = "crop_boxes" if form == "exact" else "crop_index"
     assert {"frames", "appearance_index", "clip_index", "diff_index", crop_input} <= set(inputs)
