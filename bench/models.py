@@ -45,14 +45,16 @@ def prepare_models(model: Path | None, checkpoint: Path | None, cache: Path) -> 
         raise FileNotFoundError(f"no checkpoint for {model}: expected {checkpoint} (or pass --checkpoint)")
     sidecars = frames_graph_paths(model)
     cached = frames_graph_paths(cache / "models" / model.name)
+    # a bundle's own graphs are timed as they are: they are what the service serves (and a checkout's
+    # file times say nothing about which was written first)
     exact = sidecars["exact"] if sidecars["exact"].is_file() else cached["exact"]
     shared = sidecars["shared"] if sidecars["shared"].is_file() else cached["shared"]
-    if not _fresh(exact, model):
+    if exact == cached["exact"] and not _fresh(exact, model):
         logger.info("exporting the exact frames graph of %s to %s", model, exact)
         export_exact_graph(model, exact)
     calibration = calibration_beside(model)
     sources = [checkpoint, calibration_path(model)] if calibration is not None else [checkpoint]
-    if not _fresh(shared, *sources):
+    if shared == cached["shared"] and not _fresh(shared, *sources):
         logger.info("exporting the shared-trunk graph of %s to %s", checkpoint, shared)
         export_trunk_graph(checkpoint, shared, calibration=calibration)
     branch = cache / "models" / f"{model.stem}.trunk-branch.onnx"

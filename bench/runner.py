@@ -8,12 +8,14 @@ Sections (each optional, `--sections`):
 - profile:   ONNX Runtime's profiler on the plain and shared graphs, time per op type; the convolutions'
              GFLOP/s against the SGEMM peak.
 - stages:    the data plane (`fstcn.service.pipeline.Pipeline.predict_file`) per stage: decode, preprocess,
-             infer, fuse, for the plain, exact-frames and shared-trunk models.
+             infer, fuse, for the form the bundle serves by default and the exact crops it serves with
+             FSTCN_EXACT_CROPS=1 (side by side, with their per-round speed ratio), then the other forms.
 - decode:    probe + decode of only the sampled frames + sampling, 10-minute vs 10-second 640x360 H.264.
 - ort:       session options one at a time against the engine's defaults (optimisation level, threads,
              memory arena, execution mode).
-- http:      `fstcn serve` in a subprocess, POST /predict at concurrency 1, 2, 4, 8: videos/s, p50/p95,
-             decode share; cross-request batching on vs off at concurrency 4 and 8.
+- http:      `fstcn serve` of the bundle in two subprocesses, by default and with FSTCN_EXACT_CROPS=1, POST
+             /predict at concurrency 1, 2, 4, 8 on each in turn per level: videos/s, p50/p95, decode
+             share, and their ratios; fewer crops at concurrency 1; cross-request batching at 4 and 8.
 - agreement: top-1 agreement of the shared trunk with exact 18 crops over a dataset folder (trained model).
 
 Every timing is repeated; the JSON holds medians, min/max and quartiles, and the load average before
@@ -167,8 +169,8 @@ class Request:
 def _request(models: BenchModels, video: Path, clips: int = CLIPS, crops: int = CROPS) -> tuple[Request, Any]:
     from fstcn.core.clips import gather_clip_pairs, network_inputs, plan_clip_pairs
     from fstcn.core.frames_graph import frame_feeds
+    from fstcn.core.runtime import read_graph_info, read_model_meta
     from fstcn.core.video.decode import decode_video, probe_video
-    from fstcn.service.engine import read_graph_info, read_model_meta
 
     plain = cpu_session(models.plain, 1)
     meta = read_model_meta(plain, models.plain)
@@ -372,16 +374,31 @@ def _pipeline(path: Path, threads: int, batching: bool = False) -> Any:
     return Pipeline(engine, limits=VideoLimits())
 
 
+def served_forms(models: BenchModels) -> dict[str, Path]:
+    """The graphs `fstcn serve` picks for the bench's plain model: by default and with exact crops."""
+    from fstcn.core.frames_graph import served_graph_path
+
+    return {
+        "default": served_graph_path(models.plain, exact_crops=False),
+        "exact_crops": served_graph_path(models.plain, exact_crops=True),
+    }
+
+
 def section_stages(config: BenchConfig, models: BenchModels, results: dict[str, Any]) -> dict[str, Any]:
     from fstcn.core.options import PredictOptions
 
     video = bench_video(config.cache, CLIP)
-    pipelines = {
-        "plain": _pipeline(models.plain, config.threads),
-        "frames_exact": _pipeline(models.exact, config.threads),
-        "shared_trunk": _pipeline(models.shared, config.threads),
-        "shared_branch": _pipeline(models.shared_branch, config.threads),
-    }
+    paths: dict[str, Path] = {}
+    for name, path in {
+        **served_forms(models),
+        "plain": models.plain,
+        "frames_exact": models.exact,
+        "shared_trunk": models.shared,
+        "shared_branch": models.shared_branch,
+    }.items():
+        if path not in paths.values():  # a form served by default or with exact crops is timed once
+            paths[name] = path
+    pipelines = {name: _pipeline(path, config.threads) for name, path in paths.items()}
     options = PredictOptions(clips=CLIPS, crops=CROPS)
     stage_times: dict[str, dict[str, list[float]]] = {
         name: collections.defaultdict(list) for name in pipelines
@@ -402,14 +419,21 @@ def section_stages(config: BenchConfig, models: BenchModels, results: dict[str, 
     for name, stages in stage_times.items():
         summary = {stage: _ms(values[1:] if len(values) > 2 else values) for stage, values in stages.items()}
         summary["decode_share"] = summary["decode"]["median"] / summary["total"]["median"]
+        summary["file"] = paths[name].name
+        summary["form"] = pipelines[name].engine.form
         out[name] = summary
+    totals = {name: stage_times[name]["total"] for name in ("default", "exact_crops")}
+    first = 1 if config.repeats > 2 else 0  # the first round warms caches, as above
+    out["default_vs_exact_crops"] = ratio_stats(
+        totals["exact_crops"][first:], totals["default"][first:]
+    ).to_dict()
     return out
 
 
 def section_decode(config: BenchConfig, models: BenchModels, results: dict[str, Any]) -> dict[str, Any]:
     from fstcn.core.clips import gather_clip_pairs, plan_clip_pairs
+    from fstcn.core.runtime import read_model_meta
     from fstcn.core.video.decode import VideoLimits, decode_video, probe_video
-    from fstcn.service.engine import read_model_meta
 
     meta = read_model_meta(cpu_session(models.plain, 1), models.plain)
     limits = VideoLimits(max_duration_s=3600.0, max_frames=1_000_000)
@@ -525,20 +549,30 @@ def section_http(config: BenchConfig, models: BenchModels, results: dict[str, An
             }
         return found
 
-    for name, path in (
-        ("shared_branch", models.shared_branch),
-        ("shared_trunk", models.shared),
-        ("plain", models.plain),
-    ):
-        with served(path, threads) as url:
-            out[name] = levels(url, config.concurrency)
-            if name == "shared_branch":  # fewer crops: one trunk view (9) or one position (1)
-                for crops in (9, 1):
-                    out[f"{name}_crops{crops}"] = levels(url, (1,), {"crops": crops})
+    forms = served_forms(models)
+    exact_env = {**threads, "FSTCN_EXACT_CROPS": "1"}
+    with served(models.plain, threads) as default_url, served(models.plain, exact_env) as exact_url:
+        urls = {"default": default_url, "exact_crops": exact_url}
+        out["served"] = {name: forms[name].name for name in urls}
+        for level in config.concurrency:  # both servers at each level in turn: the same load around them
+            for name, url in urls.items():
+                out.setdefault(name, {}).update(levels(url, (level,)))
+        for crops in (9, 1):
+            out[f"default_crops{crops}"] = levels(default_url, (1,), {"crops": crops})
+    out["default_vs_exact_crops"] = {
+        str(level): {
+            "p50_speed": out["exact_crops"][str(level)]["p50_ms"] / out["default"][str(level)]["p50_ms"],
+            "throughput_ratio": out["default"][str(level)]["videos_per_s"]
+            / out["exact_crops"][str(level)]["videos_per_s"],
+        }
+        for level in config.concurrency
+        if "p50_ms" in out["default"].get(str(level), {})
+        and "p50_ms" in out["exact_crops"].get(str(level), {})
+    }
     batch_levels = tuple(level for level in config.concurrency if level >= 4)
     if batch_levels:
         with served(models.plain, {**threads, "FSTCN_BATCHING": "true"}) as url:
-            out["plain_batching"] = levels(url, batch_levels)
+            out["default_batching"] = levels(url, batch_levels)
     return out
 
 
@@ -670,7 +704,7 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             None if value is None else value <= 3.0,
         )
     http = results.get("http", {})
-    for name in ("shared_branch", "shared_trunk", "plain"):
+    for name in ("default", "exact_crops"):
         p50 = http.get(name, {}).get("1", {}).get("p50_ms")
         add(f"POST /predict p50, {name}", "<= 150 ms", p50, None if p50 is None else p50 <= 150.0)
     profile = results.get("profile", {})

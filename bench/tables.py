@@ -143,12 +143,23 @@ def stage_tables(results: dict[str, Any]) -> list[Table]:
     if "stages" not in results:
         return []
     rows = [
-        [name, *(stats_text(row.get(stage)) for stage in STAGES), f"{row['decode_share']:.0%}"]
+        [
+            f"{name} ({row['form']})" if "form" in row else name,
+            *(stats_text(row.get(stage)) for stage in STAGES),
+            f"{row['decode_share']:.0%}",
+        ]
         for name, row in results["stages"].items()
         if isinstance(row, dict) and "total" in row
     ]
     title = "data plane per stage (10 s 320x240 clip), ms: median [min-max]"
-    return [Table(title, ["model", *STAGES, "decode share"], rows)]
+    found = [Table(title, ["model", *STAGES, "decode share"], rows)]
+    ratio = results["stages"].get("default_vs_exact_crops")
+    if ratio:
+        title = "served by default vs FSTCN_EXACT_CROPS=1, whole data plane, per interleaved round"
+        found.append(
+            Table(title, ["ratio", "speed"], [["default_vs_exact_crops", stats_text(ratio, "x", 2)]])
+        )
+    return found
 
 
 def decode_tables(results: dict[str, Any]) -> list[Table]:
@@ -229,7 +240,16 @@ def http_tables(results: dict[str, Any]) -> list[Table]:
         "errors",
         "load",
     ]
-    return [Table("POST /predict (10 s 320x240 25 fps H.264)", columns, rows)]
+    found = [Table("POST /predict (10 s 320x240 25 fps H.264)", columns, rows)]
+    ratios = results["http"].get("default_vs_exact_crops")
+    if ratios:
+        ratio_rows = [
+            [level, f"{row['p50_speed']:.2f}x", f"{row['throughput_ratio']:.2f}x"]
+            for level, row in ratios.items()
+        ]
+        title = "POST /predict: served by default vs FSTCN_EXACT_CROPS=1"
+        found.append(Table(title, ["concurrency", "p50 speed-up", "throughput ratio"], ratio_rows))
+    return found
 
 
 def agreement_tables(results: dict[str, Any]) -> list[Table]:
