@@ -413,16 +413,39 @@ def _session_on_providers(
     in_use = session.get_providers()
     gpu_wanted = [name for name in usable if name != CPU]
     if auto and in_use[0] == CPU and gpu_wanted:
-        logger.warning(
-            "no GPU execution provider could be used (%s did not load); running on CPU",
-            " and ".join(SHORT_NAMES[name] for name in gpu_wanted),
-        )
+        tried = " and ".join(SHORT_NAMES[name] for name in gpu_wanted)
+        if cuda_device_count() == 0:  # a CPU host: running on CPU is what it should do
+            logger.info("no GPU on this machine (%s need one): running on CPU", tried)
+        else:
+            logger.warning("no GPU execution provider could be used (%s did not load); running on CPU", tried)
     elif not auto and wanted[0] not in in_use:
         raise ModelLoadError(
             f"execution provider {SHORT_NAMES.get(wanted[0], wanted[0])} was requested but did not load "
             f"(in use: {', '.join(in_use)}); see onnxruntime's log above for the loader error"
         )
     return session
+
+
+_CUDA_ERROR_NO_DEVICE = 100
+
+
+def cuda_device_count() -> int | None:
+    """CUDA devices the NVIDIA driver sees: 0 without a driver or a device, None when it cannot tell."""
+    import ctypes
+
+    for library in ("libcuda.so.1", "libcuda.so", "nvcuda.dll"):
+        try:
+            cuda = ctypes.CDLL(library)
+        except OSError:
+            continue
+        status = cuda.cuInit(0)
+        if status == _CUDA_ERROR_NO_DEVICE:
+            return 0
+        count = ctypes.c_int(0)
+        if status != 0 or cuda.cuDeviceGetCount(ctypes.byref(count)) != 0:
+            return None  # a driver that fails: a GPU may be there, so missing it is worth a warning
+        return count.value
+    return 0
 
 
 def _provider_options(

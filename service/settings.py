@@ -9,7 +9,9 @@ override (`app.dependency_overrides[get_settings] = ...`) or bypass by passing `
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -186,3 +188,36 @@ def env_snapshot() -> dict[str, str]:
         for key, value in sorted(os.environ.items())
         if key.startswith(ENV_PREFIX)
     }
+
+
+# FSTCN_* variables that docker/ reads (compose files and smoke.sh) and the service never does.
+COMPOSE_VARIABLES: dict[str, str] = {
+    "FSTCN_MODEL_DIR": "the host folder compose mounts as the models folder",
+    "FSTCN_MODEL_FILE": "the file in FSTCN_MODEL_DIR compose serves",
+    "FSTCN_PORT": "the host port of compose's load balancer",
+    "FSTCN_IMAGE": "the image compose runs",
+    "FSTCN_GPU_COUNT": "the GPUs compose gives each replica",
+    "FSTCN_SMOKE_MODEL": "the model docker/smoke.sh serves",
+}
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per FSTCN_* variable that is set but is not a setting: the service ignores it.
+
+    Compose's own variables are named as such, with what serves a model outside compose."""
+    environ = os.environ if environ is None else environ
+    known = sorted(f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields)
+    warnings = []
+    for key in sorted(environ):
+        if not key.startswith(ENV_PREFIX) or key in known:
+            continue
+        if key in COMPOSE_VARIABLES:
+            warnings.append(
+                f"{key} is a docker compose variable ({COMPOSE_VARIABLES[key]}); outside compose it is "
+                f"ignored: serve a model with `fstcn serve --model PATH` or {ENV_PREFIX}MODEL_PATH"
+            )
+            continue
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        warnings.append(f"{key} is not a setting and is ignored{hint}; the settings: docs/serving.md")
+    return warnings

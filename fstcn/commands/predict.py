@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from pathlib import Path
@@ -42,7 +43,7 @@ def command(
     from fstcn.service.log import configure_logging
     from fstcn.service.pipeline import Pipeline
     from fstcn.service.schemas import PredictResponse
-    from fstcn.service.settings import SettingsError, load_settings
+    from fstcn.service.settings import SettingsError, load_settings, unknown_variables
 
     overrides = shared.served_model_overrides(model)
     if providers is not None:
@@ -52,6 +53,8 @@ def command(
     except SettingsError as error:
         _fail(str(error), code=2)
     configure_logging("warning" if settings.log_level == "info" else settings.log_level, settings.log_format)
+    for warning in unknown_variables():
+        logging.getLogger("fstcn.predict").warning("%s", warning)
     try:
         engine = engine_from_settings(settings)
     except ModelLoadError as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -11,17 +12,23 @@ from typing import NoReturn
 
 import typer
 
+from fstcn.commands import options
+
 
 def command(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (0.0.0.0 for all)."),
     port: int = typer.Option(8000, "--port", min=1, max=65535, help="TCP port."),
     workers: int = typer.Option(1, "--workers", min=1, help="Worker processes, each with its own model."),
+    model: options.ServedModel = None,
 ) -> None:
     """Serve the model over HTTP: POST /predict, /healthz, /readyz, /v1/model, /metrics.
 
-    Configuration comes from FSTCN_* environment variables (see docs/serving.md); with none set it
-    serves the shipped default model on the best available execution provider. SIGTERM or Ctrl-C stops
-    accepting requests, lets in-flight ones finish (up to the request timeout), and exits 0.
+    Configuration comes from FSTCN_* environment variables (see docs/serving.md); --model overrides
+    FSTCN_MODEL_PATH. With neither it serves the shipped default model on the best available execution
+    provider. FSTCN_* variables that are not settings (compose's among them) get a warning.
+
+    SIGTERM or Ctrl-C stops accepting requests, lets in-flight ones finish (up to the request timeout),
+    and exits 0.
     """
     import uvicorn
 
@@ -29,13 +36,18 @@ def command(
     from fstcn.service.engine import ModelLoadError
     from fstcn.service.loading import check_model_files, engine_from_settings, recheck_from_settings
     from fstcn.service.log import configure_logging, uvicorn_log_config
-    from fstcn.service.settings import SettingsError, get_settings
+    from fstcn.service.settings import ENV_PREFIX, SettingsError, load_settings, unknown_variables
 
+    overrides = options.served_model_overrides(model)
     try:
-        settings = get_settings()
+        settings = load_settings(**overrides)
     except SettingsError as error:
         _fail(str(error), code=2)
+    if model is not None:  # the workers of --workers N read their settings from the environment
+        os.environ[f"{ENV_PREFIX}MODEL_PATH"] = str(model)
     configure_logging(settings.log_level, settings.log_format)
+    for warning in unknown_variables():
+        logging.getLogger("fstcn.serve").warning("%s", warning)
     common = {
         "host": host,
         "port": port,
