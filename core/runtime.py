@@ -6,17 +6,20 @@ against them, and picks execution providers: `auto` tries TensorRT, then CUDA, a
 session really runs on it (`session.get_providers()`); otherwise it says so in one log line and runs on
 CPU. Whatever graph the file holds, the model has ONE contract (the `Runner` of `fstcn.core.scoring`):
 `prepare(frames, frame_times, plan, num_crops) -> feeds` builds that graph's inputs from decoded frames
-(the feeds builder is chosen when the model loads), and `run(feeds) -> probs (M*K, N)` runs it.
-Nobody outside this module branches on the graph's kind. The service's engine (`fstcn.service.engine`)
-adds batching, warm-up and readiness on top; the training side evaluates ONNX files with it directly.
+(the feeds builder is chosen when the model loads), and `run(feeds) -> probs (M*K, N)` runs it;
+`batch_key(feeds)` and `merge(items)` say which requests' feeds can share one run and join them
+(cross-request batching). Nobody outside this module branches on the graph's kind. The service's
+engine (`fstcn.service.engine`) adds batching, warm-up and readiness on top; the training side
+evaluates ONNX files with it directly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,7 +30,18 @@ import onnxruntime as ort
 
 from fstcn.core.clips import ClipPlan, gather_clip_pairs, network_inputs
 from fstcn.core.errors import InternalError
-from fstcn.core.frames_graph import GRAPH_KEY, GraphInfo, frame_feeds
+from fstcn.core.frames_graph import (
+    APPEARANCE_INDEX_INPUT,
+    CLIP_INDEX_INPUT,
+    CROP_BOXES_INPUT,
+    CROP_INDEX_INPUT,
+    DIFF_INDEX_INPUT,
+    FRAMES_INPUT,
+    GRAPH_KEY,
+    VIEWS_INPUT,
+    GraphInfo,
+    frame_feeds,
+)
 from fstcn.core.meta import APPEARANCE_INPUT, META_KEY, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
 from fstcn.core.presets import PRESETS, get_config
 
@@ -48,6 +62,10 @@ MAX_REQUEST_ROWS = 32 * 18
 # more elements fails (CUDNN_STATUS_NOT_SUPPORTED; seen with the paper preset at 360 rows on an H100).
 MAX_TENSOR_ELEMENTS = 2**31 - 1
 
+# A frames graph's inputs that index into its own request's frames, and those fixed by (H, W, K).
+_FRAME_INDEX_INPUTS = (APPEARANCE_INDEX_INPUT, CLIP_INDEX_INPUT, DIFF_INDEX_INPUT)
+_PER_FRAME_SIZE = (CROP_BOXES_INPUT, CROP_INDEX_INPUT, VIEWS_INPUT)
+
 _ORT_QUIET = 4  # fatal only: provider probing must not print a stack of loader errors
 _ORT_NORMAL = 3  # errors only in normal operation
 
@@ -65,6 +83,14 @@ class FeedsBuilder(Protocol):
     ) -> Feeds: ...
 
     def rows(self, feeds: Feeds) -> int: ...
+
+    def batch_key(self, feeds: Feeds) -> Hashable:
+        """Feeds with equal keys can share one run: `merge` joins them."""
+        ...
+
+    def merge(self, items: Sequence[Feeds]) -> Feeds:
+        """One run's feeds for `items` (equal batch keys): its probs rows are the items' rows in order."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -95,6 +121,13 @@ class PlainFeeds:
             )
         return rows
 
+    def batch_key(self, feeds: Feeds) -> Hashable:
+        return ()  # rows are independent: any two requests' rows can share a run
+
+    def merge(self, items: Sequence[Feeds]) -> Feeds:
+        # each input: (sum of B_i, ...) along the row axis
+        return {name: np.concatenate([feeds[name] for feeds in items]) for name in items[0]}
+
 
 @dataclass(frozen=True)
 class FramesFeeds:
@@ -109,8 +142,32 @@ class FramesFeeds:
         return frame_feeds(frames, frame_times, plan, self.graph, num_crops)
 
     def rows(self, feeds: Feeds) -> int:
-        crops = feeds["crop_index" if self.graph.crops == "shared" else "crop_boxes"]
-        return int(feeds["appearance_index"].shape[0] * crops.shape[0])
+        crops = feeds[_crop_input(self.graph)]
+        return int(feeds[APPEARANCE_INDEX_INPUT].shape[0] * crops.shape[0])
+
+    def batch_key(self, feeds: Feeds) -> Hashable:
+        """Requests share a run when their frames have one size and their crops are the same: the crop
+        inputs depend only on (H, W, K), so they are the same array for every such request."""
+        frames = feeds[FRAMES_INPUT]
+        crops = [np.ascontiguousarray(feeds[name]) for name in self.graph.inputs if name in _PER_FRAME_SIZE]
+        digest = hashlib.blake2b(b"".join(c.tobytes() for c in crops), digest_size=16).hexdigest()
+        return (frames.shape[1:], tuple(c.shape for c in crops), digest)
+
+    def merge(self, items: Sequence[Feeds]) -> Feeds:
+        """The items' frames stacked (sum F_i, H, W, 3); each item's appearance, clip and diff indices
+        offset by the frames before it, so that its clip pairs, and hence its rows, follow the items
+        before it; the crop inputs (the same for all) once."""
+        counts = [int(feeds[FRAMES_INPUT].shape[0]) for feeds in items]
+        offsets = np.cumsum([0, *counts[:-1]])
+        merged: Feeds = {FRAMES_INPUT: np.concatenate([feeds[FRAMES_INPUT] for feeds in items])}
+        for name in _FRAME_INDEX_INPUTS:
+            merged[name] = np.concatenate(
+                [feeds[name] + np.int64(offset) for feeds, offset in zip(items, offsets, strict=True)]
+            )
+        for name in self.graph.inputs:
+            if name in _PER_FRAME_SIZE:
+                merged[name] = items[0][name]
+        return merged
 
 
 # ------------------------------------------------------------------------------------ model
@@ -218,6 +275,15 @@ class OnnxModel:
         """How many (clip pair, crop) rows `feeds` hold: M*K."""
         return self.feeds_builder.rows(feeds)
 
+    def batch_key(self, feeds: Feeds) -> Hashable:
+        """Requests whose feeds have equal keys can share one run (`merge`)."""
+        return self.feeds_builder.batch_key(feeds)
+
+    def merge(self, items: Sequence[Feeds]) -> Feeds:
+        """One run's feeds for several requests of equal `batch_key`; the run's probs hold their rows
+        one request after the other."""
+        return self.feeds_builder.merge(items)
+
     def run(self, feeds: Feeds) -> FloatArray:
         """feeds -> probs (M*K, N) float32, rows clip-major. Blocking and thread-safe.
 
@@ -302,7 +368,20 @@ def check_frames_io(session: ort.InferenceSession, graph: GraphInfo, path: Path)
 
 
 def _crop_input(graph: GraphInfo) -> str:
-    return "crop_index" if graph.crops == "shared" else "crop_boxes"
+    return CROP_INDEX_INPUT if graph.crops == "shared" else CROP_BOXES_INPUT
+
+
+def read_file_info(model_path: str | Path) -> tuple[ModelMeta, GraphInfo | None]:
+    """The `ModelMeta` of a model file and its `GraphInfo` (None for a plain graph), read without
+    preparing the graph to run (no optimisation), or ModelLoadError: what a bundle's files are told
+    apart and compared by before one of them is served."""
+    path = Path(model_path)
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    options = _session_options(1)
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = _create_session(path, options, [CPU], quiet=False)
+    return read_model_meta(session, path), read_graph_info(session, path)
 
 
 def check_io(session: ort.InferenceSession, meta: ModelMeta, path: Path) -> None:

@@ -48,7 +48,14 @@ class Settings(BaseSettings):
 
     # Model and execution
     model_path: Path = Field(
-        default_factory=default_model_path, description="ONNX model exported by `fstcn export`."
+        default_factory=default_model_path,
+        description="ONNX model exported by `fstcn export` (its plain NAME.onnx): the fastest graph of its "
+        "bundle is served, NAME.trunk.onnx, else NAME.frames.onnx, else NAME.onnx.",
+    )
+    exact_crops: bool = Field(
+        default=False,
+        description="Serve the paper's exact crops (NAME.frames.onnx, else the plain NAME.onnx) instead of "
+        "the bundle's shared-trunk graph.",
     )
     providers: str = Field(
         default="auto",
@@ -56,9 +63,11 @@ class Settings(BaseSettings):
         "tensorrt, cuda, cpu.",
     )
     intra_op_threads: int = Field(
-        default=0, ge=0, description="ONNX Runtime intra-op threads; 0 = one per core."
+        default=0, ge=0, description="ONNX Runtime intra-op threads; 0 = chosen from the cores."
     )
-    decode_threads: int = Field(default=0, ge=0, description="FFmpeg decoder threads; 0 = FFmpeg's choice.")
+    decode_threads: int = Field(
+        default=0, ge=0, description="FFmpeg decoder threads per video; 0 = chosen from the cores."
+    )
     trt_cache_dir: Path | None = Field(
         default=None, description="TensorRT engine cache folder (default: ~/.cache/fstcn/tensorrt)."
     )
