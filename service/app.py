@@ -23,9 +23,10 @@ from fstcn.service import metrics
 from fstcn.service.admission import ConcurrencyLimiter
 from fstcn.service.api import demo, health, model, predict
 from fstcn.service.api import metrics as metrics_api
+from fstcn.service.api import v2 as inference_protocol
 from fstcn.service.engine import Engine
 from fstcn.service.errors import add_error_handlers
-from fstcn.service.loading import engine_from_settings, recheck_from_settings, video_limits
+from fstcn.service.loading import engine_from_settings, recheck_from_settings, thread_split, video_limits
 from fstcn.service.middleware import RequestMetricsMiddleware
 from fstcn.service.pipeline import Pipeline, Recheck
 from fstcn.service.settings import Settings, get_settings
@@ -57,6 +58,11 @@ def create_app(
             {"name": "model", "description": "The served model."},
             {"name": "health", "description": "Liveness and readiness probes (never need the API key)."},
             {"name": "metrics", "description": "Prometheus metrics."},
+            {
+                "name": "inference protocol",
+                "description": "The open inference protocol (KServe v2, Triton HTTP): metadata, readiness, "
+                'inference; errors as `{"error": "<code>: <message>"}`.',
+            },
         ],
     )
     app.state.settings = settings
@@ -70,10 +76,12 @@ def create_app(
     app.include_router(model.router)
     app.include_router(health.router)
     app.include_router(metrics_api.router)
+    app.include_router(inference_protocol.router)
     app.include_router(demo.router)
 
     add_error_handlers(app)
-    app.add_middleware(RequestMetricsMiddleware, inflight_paths=[predict.PATH])
+    inflight = [predict.PATH, *inference_protocol.INFER_PATHS]
+    app.add_middleware(RequestMetricsMiddleware, inflight_paths=inflight)
     return app
 
 
@@ -93,7 +101,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         limiter=limiter,
         max_upload_bytes=settings.max_upload_bytes,
         request_timeout_s=settings.request_timeout_s,
-        decode_threads=settings.decode_threads,
+        decode_threads=thread_split(settings).decode,
         recheck=recheck,
     )
     meta = engine.meta
