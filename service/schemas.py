@@ -206,9 +206,7 @@ class ModelResponse(BaseModel):
         )
     )
     providers: list[str] = Field(description="ONNX Runtime execution providers in use, in order.")
-    batching: bool = Field(
-        description="Whether concurrent requests are batched into shared runs (any form)."
-    )
+    batching: bool = Field(description="Whether concurrent requests are batched into shared runs (any form).")
 
     @classmethod
     def from_engine(cls, engine: Engine) -> ModelResponse:
