@@ -239,6 +239,7 @@ def test_recheck_model_runs_where_the_served_model_runs_and_adds_no_fallback_lin
         served = engine_from_settings(settings)
         recheck = recheck_from_settings(settings, served)
     assert recheck is not None and recheck.engine.providers == served.providers == [CPU]
-    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(warnings) == 1 and "running on CPU" in warnings[0]
+    # one line, INFO on a host without a GPU, WARNING where a GPU is there but did not load
+    fallbacks = [r.getMessage() for r in caplog.records if "running on CPU" in r.getMessage()]
+    assert len(fallbacks) == 1
     assert sum("loaded model" in r.getMessage() for r in caplog.records) == 2
