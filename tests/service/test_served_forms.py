@@ -1,7 +1,8 @@
 """The service serves every form of the network through one engine contract: the engine learns the form
-from the file, the data plane's predictions through a frames graph equal the plain graph's (exact crops)
-or stay close (shared trunk), `/v1/model` says which form is served with which inputs and whether
-batching is in effect, and the recheck model is loaded and checked from the settings."""
+from the file, the data plane's predictions through an exact frames graph equal the plain graph's (how
+close the shared trunk stays is measured on the shipped bundle, tests/models/test_bundle.py),
+`/v1/model` says which form is served with which inputs and whether batching is in effect, and the
+recheck model is loaded and checked from the settings."""
 
 from __future__ import annotations
 
