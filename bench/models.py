@@ -30,8 +30,9 @@ class BenchModels:
 
 
 def prepare_models(model: Path | None, checkpoint: Path | None, cache: Path) -> BenchModels:
+    from fstcn.core.frames_graph import bundle_graph_paths
     from fstcn.model.export.calibration import calibration_beside, calibration_path
-    from fstcn.model.export.frames import export_exact_graph, frames_graph_paths
+    from fstcn.model.export.frames import export_exact_graph
     from fstcn.model.export.shared import export_trunk_graph
 
     trained = True
@@ -43,8 +44,8 @@ def prepare_models(model: Path | None, checkpoint: Path | None, cache: Path) -> 
     checkpoint = checkpoint or model.with_suffix(".pt")
     if not checkpoint.is_file():
         raise FileNotFoundError(f"no checkpoint for {model}: expected {checkpoint} (or pass --checkpoint)")
-    sidecars = frames_graph_paths(model)
-    cached = frames_graph_paths(cache / "models" / model.name)
+    sidecars = bundle_graph_paths(model)
+    cached = bundle_graph_paths(cache / "models" / model.name)
     # a bundle's own graphs are timed as they are: they are what the service serves (and a checkout's
     # file times say nothing about which was written first)
     exact = sidecars["exact"] if sidecars["exact"].is_file() else cached["exact"]

@@ -4,7 +4,7 @@ A frames graph (contract in `fstcn.core.frames_graph`; docs/design.md, "Frames g
 uint8 frames and the sampling's index arrays and computes V_diff, the normalisation and the crops in ONNX
 Runtime, so the host hands each frame over once instead of building (M*K, T, 3, c, c) float32 arrays.
 The fast graphs of `models/NAME.onnx` live beside it as NAME.frames.onnx (exact) and NAME.trunk.onnx
-(shared trunk, `fstcn.model.export.shared`): `frames_graph_paths`.
+(shared trunk, `fstcn.model.export.shared`): `fstcn.core.frames_graph.bundle_graph_paths`.
 
 `export_exact_graph(plain.onnx, out)` composes hand-built ONNX preprocessing (gathers, arithmetic, one
 Loop of Slices for the crops) with the unchanged plain graph: the same numbers as the plain graph fed by
@@ -34,7 +34,6 @@ from fstcn.core.frames_graph import (
     FRAMES_INPUT,
     GRAPH_KEY,
     GraphInfo,
-    bundle_graph_paths,
 )
 from fstcn.core.meta import APPEARANCE_INPUT, META_KEY, MOTION_INPUT, PROBS_OUTPUT, ModelMeta
 from fstcn.core.runtime import CPU, OnnxModel
@@ -56,12 +55,6 @@ class FramesExportResult:
     meta: ModelMeta
     info: GraphInfo
     max_abs_diff: dict[str, float]  # check name -> max |p_graph - p_reference|
-
-
-def frames_graph_paths(model_path: str | Path) -> dict[str, Path]:
-    """Where the fast graphs of `models/NAME.onnx` live: NAME.frames.onnx (exact), NAME.trunk.onnx (the
-    names the service looks for, `fstcn.core.frames_graph.bundle_graph_paths`)."""
-    return bundle_graph_paths(model_path)
 
 
 def plain_graph_meta(plain: onnx.ModelProto) -> ModelMeta:

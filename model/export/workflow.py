@@ -24,7 +24,7 @@ from typing import Any
 
 import onnx
 
-from fstcn.core.frames_graph import SHARE_DEPTHS
+from fstcn.core.frames_graph import SHARE_DEPTHS, bundle_graph_paths
 from fstcn.core.meta import ModelMeta
 from fstcn.core.runtime import CPU, OnnxModel
 from fstcn.model.checkpoint import build_model_from_checkpoint, load_checkpoint, model_meta
@@ -33,7 +33,6 @@ from fstcn.model.export.calibration_fit import fit_border_calibration, training_
 from fstcn.model.export.frames import (
     FramesExportResult,
     export_exact_graph,
-    frames_graph_paths,
     plain_graph_meta,
 )
 from fstcn.model.export.plain import (
@@ -145,7 +144,7 @@ def export_bundle(
     written: dict[str, FramesExportResult] = {}
     if fast_graphs != "none":
         say(f"exporting the fast graphs ({fast_graphs} shared trunk)")
-        paths = frames_graph_paths(out)
+        paths = bundle_graph_paths(out)
         written["exact"] = export_exact_graph(out, paths["exact"])
         written["shared"] = export_trunk_graph(
             checkpoint,

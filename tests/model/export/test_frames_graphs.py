@@ -20,6 +20,7 @@ from fstcn.core.frames_graph import (
     GRAPH_KEY,
     GraphInfo,
     TrunkLayer,
+    bundle_graph_paths,
     crop_box_array,
     frame_feeds,
     frame_indices,
@@ -32,7 +33,7 @@ from fstcn.core.presets import PRESETS
 from fstcn.model.checkpoint import build_model_from_checkpoint, load_checkpoint, model_meta
 from fstcn.model.export import export_model
 from fstcn.model.export.calibration import WindowCalibration
-from fstcn.model.export.frames import example_frames, frames_graph_paths
+from fstcn.model.export.frames import example_frames
 from fstcn.model.export.shared import SharedTrunkGraph, graph_info, logits_above_cut
 from tests.model.tiny import LABELS, tiny_bundle, tiny_checkpoint
 
@@ -63,7 +64,7 @@ def test_fast_graphs_sit_beside_the_model_and_describe_themselves(
     graphs: tuple[Path, dict[str, Path]],
 ) -> None:
     plain, paths = graphs
-    assert {mode: paths[mode] for mode in ("exact", "shared")} == frames_graph_paths(plain)
+    assert {mode: paths[mode] for mode in ("exact", "shared")} == bundle_graph_paths(plain)
     assert paths["exact"].name == "tiny.frames.onnx" and paths["shared"].name == "tiny.trunk.onnx"
     plain_meta = ModelMeta.from_json({p.key: p.value for p in onnx.load(plain).metadata_props}[META_KEY])
     for mode, path in paths.items():
@@ -229,7 +230,7 @@ def test_fstcn_export_writes_the_fast_graphs_beside_the_model(tmp_path: Path) ->
     assert fp16.exit_code == 2 and "fp16" in fp16.output and not out.exists()
     result = runner.invoke(app, [*export, "--fast-graphs", "branch"])
     assert result.exit_code == 0, result.output
-    paths = frames_graph_paths(out)
+    paths = bundle_graph_paths(out)
     meta, info = _meta_info(_session(paths["shared"]))
     assert info.share == "branch" and (meta.name, meta.version) == ("tiny", "v1")
     assert _meta_info(_session(paths["exact"]))[1].crops == "exact"
