@@ -193,13 +193,13 @@ class Pipeline:
             )
         _check_deadline(deadline)
 
-        fused = self._score(self.engine, video, plan, options, _timed_stages(timings, deadline))
+        fused = self._score(self.engine, video, plan, options, _stages(deadline, timings))
         rechecked = self.recheck is not None and _lead(fused.video_scores) < self.recheck.margin
         if rechecked:
             assert self.recheck is not None
             metrics.count_recheck()
             with metrics.stage_timer("recheck", timings):
-                fused = self._score(self.recheck.engine, video, plan, options, _deadline_stages(deadline))
+                fused = self._score(self.recheck.engine, video, plan, options, _stages(deadline))
         order = np.argsort(-fused.video_scores, kind="stable")[: options.top_k or DEFAULT_TOP_K]
         top = [(int(index), float(fused.video_scores[index])) for index in order]
         last_time = float(video.times[-1]) if video.times.size else 0.0
@@ -235,25 +235,18 @@ def _lead(scores: npt.NDArray[np.float64]) -> float:
     return float(best - second)
 
 
-def _timed_stages(timings: dict[str, float], deadline: float | None) -> Stage:
-    """Time each scoring stage into the metrics and `timings`; stop before a stage once time is up."""
+def _stages(deadline: float | None, timings: dict[str, float] | None = None) -> Stage:
+    """Scoring stages that stop once the request's time is up; with `timings`, each is also timed into
+    the metrics and `timings` (without, the caller times the whole)."""
 
     @contextmanager
     def stage(name: str) -> Iterator[None]:
         _check_deadline(deadline)
+        if timings is None:
+            yield
+            return
         with metrics.stage_timer(cast(metrics.Stage, name), timings):
             yield
-
-    return stage
-
-
-def _deadline_stages(deadline: float | None) -> Stage:
-    """Untimed stages (the caller times the whole) that still stop once time is up."""
-
-    @contextmanager
-    def stage(name: str) -> Iterator[None]:
-        _check_deadline(deadline)
-        yield
 
     return stage
 
